@@ -1,0 +1,185 @@
+"""The one place where the core meets ComfyUI.
+
+Device and memory, progress, interruption and model folders. Inside ComfyUI
+each call goes to the host (its model management, ProgressBar, interrupt flag
+and folder_paths); outside it, the same call falls back to plain torch, so the
+core never asks which host it runs in. Nothing else in the core imports comfy.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import InputError
+
+POSE_MODEL_FOLDER = "poseanimate_pose"  # registered ComfyUI folder for the pose ONNX models
+
+
+def _comfy():
+    """ComfyUI's modules when running inside it, else None."""
+    try:
+        import comfy.model_management as mm  # noqa: F401
+        import comfy.ops  # noqa: F401
+        import comfy.utils  # noqa: F401
+        import folder_paths  # noqa: F401
+    except ImportError:
+        return None
+    import comfy
+    return comfy
+
+
+def in_host() -> bool:
+    return _comfy() is not None
+
+
+# ---------------------------------------------------------------- devices
+def compute_device() -> torch.device:
+    """Where models run: the host's choice, else CUDA when present, else CPU."""
+    if in_host():
+        import comfy.model_management as mm
+        return mm.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    if in_host():
+        import comfy.model_management as mm
+        return mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def operations(weight_dtype: torch.dtype | None = None, compute_dtype: torch.dtype | None = None,
+               scaled_fp8: torch.dtype | None = None) -> Any:
+    """Layer classes for building models: ComfyUI's ``comfy.ops`` in the host
+    (low-VRAM weight streaming, fp8), the pack's casting layers outside."""
+    if in_host():
+        import comfy.ops
+        return comfy.ops.pick_operations(weight_dtype, compute_dtype, load_device=compute_device(),
+                                         scaled_fp8=scaled_fp8)
+    from .models.ops import CastOps
+    return CastOps
+
+
+def load_to_device(model: Any) -> Any:
+    """Make ``model`` ready to run. In the host ``model`` is a ModelPatcher and is
+    loaded through ``load_models_gpu`` so the host sees and can free its memory."""
+    if in_host() and hasattr(model, "model") and hasattr(model, "load_device"):
+        import comfy.model_management as mm
+        mm.load_models_gpu([model])
+        return model.model
+    if isinstance(model, torch.nn.Module):
+        return model.to(compute_device())
+    return model
+
+
+def free_memory() -> None:
+    """Release cached allocator memory after an interrupted or finished run."""
+    if in_host():
+        import comfy.model_management as mm
+        mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------- interruption
+class Interrupted(RuntimeError):
+    """Raised outside the host when :func:`request_interrupt` was called."""
+
+
+_interrupt = threading.Event()
+
+
+def request_interrupt() -> None:
+    """Ask the running loop to stop at its next check (outside the host)."""
+    if in_host():
+        import comfy.model_management as mm
+        mm.interrupt_current_processing(True)
+    else:
+        _interrupt.set()
+
+
+def check_interrupt() -> None:
+    """Raise if the user asked to stop: the host's exception inside ComfyUI."""
+    if in_host():
+        import comfy.model_management as mm
+        mm.throw_exception_if_processing_interrupted()
+    elif _interrupt.is_set():
+        _interrupt.clear()
+        raise Interrupted("run interrupted")
+
+
+# ---------------------------------------------------------------- progress
+class Progress:
+    """Progress over ``total`` steps: the host's ProgressBar (with previews) or a callback."""
+
+    def __init__(self, total: int, callback: Callable[[int, int], None] | None = None):
+        self.total = total
+        self.current = 0
+        self._callback = callback
+        self._bar = None
+        if in_host():
+            import comfy.utils
+            self._bar = comfy.utils.ProgressBar(total)
+
+    def update(self, steps: int = 1, preview: Any = None) -> None:
+        self.current = min(self.total, self.current + steps)
+        if self._bar is not None:
+            self._bar.update_absolute(self.current, self.total, preview)
+        if self._callback is not None:
+            self._callback(self.current, self.total)
+
+
+# ---------------------------------------------------------------- model folders
+def _standalone_models_root() -> Path:
+    return Path(os.environ.get("POSEANIMATE_MODELS", Path(__file__).resolve().parent / "models_dir"))
+
+
+def register_model_folders() -> None:
+    """Register the pack's own folder for pose ONNX models with the host."""
+    if not in_host():
+        return
+    import folder_paths
+    if POSE_MODEL_FOLDER not in folder_paths.folder_names_and_paths:
+        path = os.path.join(folder_paths.models_dir, "poseanimate_pose")
+        folder_paths.folder_names_and_paths[POSE_MODEL_FOLDER] = ([path], {".onnx"})
+
+
+def list_model_files(folder: str) -> list[str]:
+    """File names in a model folder, as the dropdowns list them."""
+    if in_host():
+        import folder_paths
+        return folder_paths.get_filename_list(folder)
+    root = _standalone_models_root() / folder
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def model_file(folder: str, name: str) -> str:
+    """Resolve a model file name from a workflow to a path inside ``folder``.
+
+    Names that would escape the folder (absolute paths, ``..``) are refused;
+    a missing file is an error that names the file and the folder.
+    """
+    if not name or os.path.isabs(name) or ".." in Path(name).parts:
+        raise InputError(f"model file '{name}'", "is not a plain file name inside the model folder",
+                         f"a file listed in ComfyUI/models/{folder}/")
+    if in_host():
+        import folder_paths
+        path = folder_paths.get_full_path(folder, name)
+        if path is None:
+            raise InputError(f"model file '{name}'", f"was not found in the '{folder}' model folder",
+                             f"the file placed in ComfyUI/models/{folder}/ (see the README's model table)")
+        return path
+    root = _standalone_models_root() / folder
+    path = (root / name).resolve()
+    if root.resolve() not in path.parents:
+        raise InputError(f"model file '{name}'", "escapes the model folder", f"a file inside {root}")
+    if not path.exists():
+        raise InputError(f"model file '{name}'", f"was not found in {root}",
+                         "the file placed there (see the README's model table)")
+    return str(path)

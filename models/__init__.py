@@ -1,0 +1,1 @@
+"""The networks and their checkpoint formats. Plain torch: imports nothing from ComfyUI."""

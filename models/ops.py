@@ -1,0 +1,62 @@
+"""Layers that keep weights in their storage dtype and compute in the input's.
+
+A 14B DiT stored in fp8 or bf16 must not be copied to float32 to run: each
+layer casts its own weight (and, for "scaled" fp8 files, multiplies in the
+per-weight ``scale_weight``) at the moment it is used. Inside ComfyUI the host
+seam hands the DiT ComfyUI's own ``comfy.ops`` instead, which do the same and
+also stream weights in low-VRAM mode; both expose the same class names.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def cast_weight(module: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The module's weight and bias on ``like``'s device and dtype, fp8 scale applied."""
+    weight = module.weight.to(device=like.device, dtype=like.dtype)
+    scale = getattr(module, "scale_weight", None)
+    if scale is not None:
+        weight = weight * scale.to(device=like.device, dtype=like.dtype)
+    bias = module.bias
+    if bias is not None:
+        bias = bias.to(device=like.device, dtype=like.dtype)
+    return weight, bias
+
+
+class CastLinear(nn.Linear):
+    scale_weight: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, *cast_weight(self, x))
+
+
+class CastConv2d(nn.Conv2d):
+    scale_weight: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, *cast_weight(self, x))
+
+
+class CastConv3d(nn.Conv3d):
+    scale_weight: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, *cast_weight(self, x))
+
+
+class CastLayerNorm(nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return F.layer_norm(x, self.normalized_shape, None, None, self.eps)
+        return F.layer_norm(x, self.normalized_shape, *cast_weight(self, x), self.eps)
+
+
+class CastOps:
+    """The plain-torch operations namespace (same names as ``comfy.ops`` classes)."""
+
+    Linear = CastLinear
+    Conv2d = CastConv2d
+    Conv3d = CastConv3d
+    LayerNorm = CastLayerNorm

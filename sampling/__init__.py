@@ -1,0 +1,1 @@
+"""Flow-matching schedulers, guidance and the sampling loop. Knows nothing of ComfyUI."""
