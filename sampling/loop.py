@@ -1,0 +1,74 @@
+"""The sampling loop: noise in, latent out. Knows nothing of ComfyUI.
+
+Progress and interruption go through callables the caller supplies; by default
+they are the host seam's (a ComfyUI progress bar and interrupt flag inside
+ComfyUI, nothing and a plain flag outside). All stepping state lives in a solver
+created for this call, so an interrupted run leaves nothing behind and the next
+call starts clean.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .. import host
+from .guidance import Denoiser, Guidance
+from .schedulers import Scheduler
+
+ProgressFn = Callable[[int, int], None]
+"""``(steps done, total steps)``, called once after each step."""
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+"""``(step index, latent after the step, x0 estimate at the step)``, e.g. for previews."""
+
+
+def make_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn on the CPU from ``seed``, then moved to ``device`` and ``dtype``.
+
+    Drawing on the CPU makes a seed give the same noise on every device (CUDA's
+    generator gives other numbers than the CPU's), which is also how DiffSynth /
+    UniAnimate-DiT draw theirs (float32 on the CPU). Wan's own scripts draw on the
+    GPU, so a seed there gives other noise than here.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    noise = torch.randn(tuple(shape), generator=generator, device="cpu", dtype=torch.float32)
+    return noise.to(device=device, dtype=dtype)
+
+
+def _host_progress(total: int) -> ProgressFn:
+    bar = host.Progress(total)
+    return lambda done, total: bar.update(1)
+
+
+def sample(model: Denoiser, noise: torch.Tensor, scheduler: Scheduler, guidance: Guidance, *,
+           progress: ProgressFn | None = None, check_interrupt: Callable[[], None] | None = None,
+           callback: StepCallback | None = None) -> torch.Tensor:
+    """Integrate from ``noise`` (at the schedule's first sigma) to a clean latent.
+
+    Each step: check for interruption, run the guided model at the step's
+    timestep, advance the solver, then report. ``check_interrupt`` raises to stop
+    (before the next model call); ``noise`` is never modified in place. The
+    latent keeps ``noise``'s dtype (use float32, as Wan does); the model's
+    output is cast to it.
+    """
+    if not torch.is_floating_point(noise):
+        raise TypeError(f"noise must be a floating-point tensor, got {noise.dtype}")
+    total = scheduler.steps
+    progress = progress if progress is not None else _host_progress(total)
+    check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    solver = scheduler.solver()
+    timesteps = scheduler.schedule.timesteps.to(noise.device)
+    sigmas = scheduler.schedule.sigmas
+
+    x = noise
+    for i in range(total):
+        check_interrupt()
+        timestep = timesteps[i:i + 1].expand(x.shape[0])
+        velocity = guidance.velocity(model, x, timestep, i).to(x.dtype)
+        denoised = x - float(sigmas[i]) * velocity if callback is not None else None
+        x = solver.step(velocity, i, x)
+        if callback is not None:
+            callback(i, x, denoised)
+        progress(i + 1, total)
+    return x
