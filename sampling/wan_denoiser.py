@@ -1,0 +1,43 @@
+"""The Wan DiT as a sampler :data:`~.guidance.Denoiser`: one conditioning object in, velocity out.
+
+Every method ends up here: it builds a positive and a negative
+:class:`WanCond` (text and image embeddings, the I2V latent ``y``, and the DiT
+extension points it fills) and the sampler calls the model on either. The DiT
+is given ``on_block`` so an interrupt stops a run within one block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .. import host
+from ..models.wan.dit import DiTExtensions, WanDiT
+
+
+@dataclass(frozen=True)
+class WanCond:
+    """One branch of conditioning for the Wan DiT (see ``WanDiT.forward``)."""
+
+    context: torch.Tensor                 # umT5 embeddings [B, Lt <= 512, 4096]
+    clip_fea: torch.Tensor | None = None  # CLIP ViT-H penultimate tokens [B, 257, 1280]
+    y: torch.Tensor | None = None         # I2V condition [B, 4 + 16, F, H, W]
+    ext: DiTExtensions | None = None      # method tokens, extra tokens, adapters
+
+
+class WanDenoiser:
+    """Calls a :class:`WanDiT` with a :class:`WanCond`; checks for interruption before each block."""
+
+    def __init__(self, model: WanDiT, on_block: Callable[[int], None] | None = None):
+        self.model = model
+        self.on_block = on_block if on_block is not None else (lambda _index: host.check_interrupt())
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, timestep: torch.Tensor, cond: WanCond) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        out = self.model(x.to(device), timestep.to(device), cond.context.to(device),
+                         clip_fea=None if cond.clip_fea is None else cond.clip_fea.to(device),
+                         y=None if cond.y is None else cond.y.to(device),
+                         ext=cond.ext, on_block=self.on_block)
+        return out.to(x.device)
