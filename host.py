@@ -64,6 +64,45 @@ def operations(weight_dtype: torch.dtype | None = None, compute_dtype: torch.dty
     return CastOps
 
 
+def manage(model: torch.nn.Module) -> Any:
+    """Hand a model to the host's memory manager: a ModelPatcher inside ComfyUI
+    (so the host can load, offload and free it), the module itself outside."""
+    if in_host():
+        import comfy.model_patcher
+        return comfy.model_patcher.ModelPatcher(model, load_device=compute_device(),
+                                                offload_device=offload_device())
+    return model
+
+
+def add_lora_patches(managed: Any, updates: dict[str, list[Any]], strength: float) -> Any:
+    """A copy of ``managed`` with LoRA updates applied, the host's way inside ComfyUI.
+
+    ``updates`` maps a parameter key to objects with ``up``, ``down``, ``alpha``
+    and ``diff`` (models/lora.py's LoraUpdate). Inside the host they become the
+    host's own weight patches on a clone of the ModelPatcher, applied (and
+    removed) as it loads and unloads the model, low-VRAM streaming included.
+    Outside the host the caller merges with models/lora.py instead; this
+    returns ``managed`` unchanged there.
+    """
+    if not in_host():
+        return managed
+    from comfy.weight_adapter import LoRAAdapter
+    patched = managed.clone()
+    rounds: list[dict[str, Any]] = []  # the host takes one patch per key per call
+    for key, items in updates.items():
+        for r, update in enumerate(items):
+            if len(rounds) <= r:
+                rounds.append({})
+            if update.diff is not None:
+                diff = update.diff * update.scale if getattr(update, "diff_scaled", False) else update.diff
+                rounds[r][key] = ("diff", (diff,))
+            else:
+                rounds[r][key] = LoRAAdapter(set(), (update.up, update.down, update.alpha, None, None, None))
+    for patches in rounds:
+        patched.add_patches(patches, strength)
+    return patched
+
+
 def load_to_device(model: Any) -> Any:
     """Make ``model`` ready to run. In the host ``model`` is a ModelPatcher and is
     loaded through ``load_models_gpu`` so the host sees and can free its memory."""

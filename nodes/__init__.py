@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from .. import host
+from . import dit_loaders
 
 host.register_model_folders()
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+_MODULES = (dit_loaders,)
+NODE_CLASS_MAPPINGS: dict[str, type] = {k: cls for m in _MODULES for k, (cls, _) in m.NODES.items()}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {k: name for m in _MODULES for k, (_, name) in m.NODES.items()}
