@@ -1,0 +1,47 @@
+"""Say what a file that is not a Wan DiT looks like, from its key names.
+
+Users pick model files from long dropdowns; the common mistake is the wrong
+file of the right set (the VAE, the text encoder, a LoRA). The error should
+name it, so the user knows which file to pick instead.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+# (what it is, a pattern over key names); the first match wins
+_KINDS = (
+    ("a LoRA (load it with the LoRA input instead)",
+     re.compile(r"(lora_(A|B|up|down)|\.alpha$|\.diff(_b)?$|^lora_unet_)")),
+    ("a Wan VAE", re.compile(r"^(encoder|decoder)\.(conv1|downsamples|upsamples|middle|head)")),
+    ("a VAE", re.compile(r"^(first_stage_model\.|vae\.|(encoder|decoder)\.(conv_in|down|up|mid))")),
+    ("a T5 / umT5 text encoder",
+     re.compile(r"(SelfAttention|EncDecAttention|^shared\.weight$|^token_embedding\.|"
+                r"^encoder\.block\.|^blocks\.\d+\.attn\.(q|k|v|o)\.weight$|relative_attention_bias)")),
+    ("a CLIP image/text encoder",
+     re.compile(r"(^visual\.|vision_model\.|text_model\.|^textual\.|\.resblocks\.)")),
+    ("a Stable Diffusion UNet", re.compile(r"(^|\.)(input_blocks|output_blocks|middle_block)\.")),
+    ("a Flux / SD3 / other DiT", re.compile(r"(double_blocks|single_blocks|joint_blocks|transformer_blocks)\.")),
+    ("a Wan VACE module", re.compile(r"(^|\.)vace_(blocks|patch_embedding)\.")),
+    ("a pose or motion module",
+     re.compile(r"(dwpose_embedding|randomref_embedding_pose|pose_patch_embedding|motion_encoder)")),
+)
+
+
+def sample_keys(keys: Iterable[str], count: int = 4) -> str:
+    """A few key names for a message."""
+    keys = sorted(keys)
+    shown = ", ".join(keys[:count])
+    if len(keys) > count:
+        shown += f", ... ({len(keys)} in all)"
+    return shown or "no tensors"
+
+
+def describe_checkpoint(keys: Iterable[str]) -> str:
+    """'looks like a Wan VAE (found keys like ...)' or 'found keys like ...'."""
+    keys = list(keys)
+    for what, pattern in _KINDS:
+        hits = [k for k in keys if pattern.search(k)]
+        if hits and len(hits) * 4 >= len(keys) or (hits and what.startswith("a LoRA")):
+            return f"looks like {what} (found keys like {sample_keys(hits)})"
+    return f"found keys like {sample_keys(keys)}"

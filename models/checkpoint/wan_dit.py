@@ -1,0 +1,318 @@
+"""Load a Wan DiT from any supported checkpoint, one tensor at a time.
+
+The model is built on the ``meta`` device (no memory), its expected keys and
+shapes are compared with the file's headers before any tensor is read, and
+then each tensor is read, converted to its storage dtype and assigned in
+place: a 28 GB checkpoint never exists twice in memory.
+
+Storage dtype (what the weights are kept in) and compute dtype (what the
+layers run in) are separate choices: ``storage_dtype=None`` keeps each tensor
+as the file has it (fp8 stays fp8, with its scale on the layer), a float dtype
+converts (dequantizing scaled fp8), an fp8 dtype quantizes Linear weights by a
+plain cast (as ComfyUI's fp8 weight dtypes do) and leaves the rest as stored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ...errors import InputError
+from ..wan.config import WanDiTConfig, infer_config
+from .fp8 import SCALED_FP8_MARKER, dequantize, is_fp8, marker_dtype, set_module_tensor, split_scale_key, takes_scale
+from .identify import describe_checkpoint, sample_keys
+from .safetensors_files import CheckpointFiles, PathLike, TensorReader, resolve_checkpoint
+from .wan_keys import to_official_keys
+
+log = logging.getLogger(__name__)
+
+COMFY_CHECKPOINT_PREFIX = "model.diffusion_model."
+WAN_CORE_KEYS = ("patch_embedding.weight", "blocks.0.self_attn.q.weight")
+FLOAT_STORAGE = (torch.float32, torch.float16, torch.bfloat16)
+FP8_COMPUTE = torch.bfloat16  # what fp8 weights compute in, and are dequantized to when nothing else is asked
+EXPECTED_FILE = "a Wan 2.1/2.2 diffusion model (official, Comfy-Org repackaged or diffusers layout)"
+# widget names -> storage dtypes ('default' keeps the file's)
+STORAGE_DTYPES = {"default": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+                  "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+
+
+def storage_dtype_from_name(name: str | torch.dtype | None, input_name: str = "weight dtype") -> torch.dtype | None:
+    """A storage dtype from a widget value ('default', 'bf16', 'fp8_e4m3fn', ...) or a dtype."""
+    if name is None or isinstance(name, torch.dtype):
+        dtype = name
+    elif name in STORAGE_DTYPES:
+        dtype = STORAGE_DTYPES[name]
+    else:
+        raise InputError(input_name, f"'{name}' is not a storage dtype", f"one of {', '.join(STORAGE_DTYPES)}")
+    if dtype is not None and dtype not in FLOAT_STORAGE and not is_fp8(dtype):
+        raise InputError(input_name, f"{dtype} is not a storage dtype", f"one of {', '.join(STORAGE_DTYPES)}")
+    return dtype
+
+
+@dataclass
+class WanCheckpointInfo:
+    """What was found in a checkpoint and how it was loaded."""
+
+    source: str
+    files: list[str]
+    layout: str                      # 'official' | 'diffusers' (key names)
+    prefix: str                      # wrapper prefix that was stripped ('' | 'model.diffusion_model.' ...)
+    config: WanDiTConfig
+    num_heads_from: str              # 'argument' | 'config.json' | 'metadata' | '128-wide heads'
+    file_dtypes: dict[str, int]      # dtype name -> number of weight elements stored in it in the file
+    storage_dtype: torch.dtype | None
+    compute_dtype: torch.dtype
+    scaled_fp8: torch.dtype | None   # fp8 format kept with per-layer scale_weight (hand to the host's ops)
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CheckpointScan:
+    """A checkpoint's keys in official names, read from the headers only."""
+
+    files: CheckpointFiles
+    reader: TensorReader
+    weights: dict[str, str]               # official key -> file key
+    scales: dict[str, dict[str, str]]     # official module -> {'scale_weight': file key, ...}
+    extra: dict[str, str]                 # official key -> file key, for the caller's extra prefixes
+    marker: torch.dtype | None            # fp8 format announced by a 'scaled_fp8' marker
+    layout: str
+    prefix: str
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: self.reader.shape(v) for k, v in self.weights.items()}
+
+    def meta_state_dict(self) -> dict[str, torch.Tensor]:
+        """Shape-only tensors (no memory) for :func:`infer_config`."""
+        return {k: torch.empty(s, device="meta") for k, s in self.shapes().items()}
+
+
+def scan_checkpoint(path_or_paths: PathLike | Sequence[PathLike],
+                    extra_prefixes: Sequence[str] = ()) -> CheckpointScan:
+    """Open a checkpoint and map its keys to official names; refuse what is not a Wan DiT."""
+    files = resolve_checkpoint(path_or_paths)
+    reader = TensorReader(files)
+    keys = reader.keys()
+    if not keys:
+        raise InputError(f"model file '{files.name}'", "holds no tensors", EXPECTED_FILE)
+    mapping, facts = to_official_keys(keys)
+    if facts["prefix"] == COMFY_CHECKPOINT_PREFIX:
+        # a full ComfyUI checkpoint also holds the VAE / text encoders under their own prefixes
+        others = {k for k in mapping if not k.startswith(COMFY_CHECKPOINT_PREFIX) and mapping[k] != SCALED_FP8_MARKER}
+        if others:
+            log.info("%s: ignoring %d tensors outside %s (%s)", files.name, len(others), COMFY_CHECKPOINT_PREFIX,
+                     sample_keys(others))
+        mapping = {k: v for k, v in mapping.items() if k not in others}
+    weights: dict[str, str] = {}
+    scales: dict[str, dict[str, str]] = {}
+    extra: dict[str, str] = {}
+    marker = None
+    for file_key, key in mapping.items():
+        if key == SCALED_FP8_MARKER:
+            marker = marker_dtype(reader.dtype(file_key))
+            continue
+        scale = split_scale_key(key)
+        if scale is not None:
+            scales.setdefault(scale[0], {})[scale[1]] = file_key
+        elif any(key.startswith(p) for p in extra_prefixes):
+            extra[key] = file_key
+        elif key in weights:
+            raise InputError(f"model file '{files.name}'",
+                             f"holds '{key}' twice (as '{weights[key]}' and '{file_key}')",
+                             "one tensor per weight")
+        else:
+            weights[key] = file_key
+    if not all(k in weights for k in WAN_CORE_KEYS):
+        raise InputError(f"model file '{files.name}'", f"is not a Wan DiT: it {describe_checkpoint(keys)}",
+                         EXPECTED_FILE)
+    return CheckpointScan(files, reader, weights, scales, extra, marker, facts["layout"], facts["prefix"])
+
+
+def checkpoint_num_heads(scan: CheckpointScan) -> tuple[int | None, str]:
+    """Head count from diffusers/official config.json or the file's metadata, if either says."""
+    config = scan.files.config
+    for key in ("num_attention_heads", "num_heads"):
+        if isinstance(config.get(key), int):
+            return config[key], "config.json"
+    meta = scan.reader.metadata
+    if "num_heads" in meta:
+        try:
+            return int(meta["num_heads"]), "metadata"
+        except ValueError:
+            pass
+    if "config" in meta:
+        try:
+            nested = json.loads(meta["config"])
+            heads = nested.get("num_heads") or nested.get("num_attention_heads")
+            if isinstance(heads, int):
+                return heads, "metadata"
+        except (ValueError, AttributeError):
+            pass
+    return None, "128-wide heads"
+
+
+def check_keys(scan: CheckpointScan, expected: Mapping[str, tuple[int, ...]], kind: str) -> None:
+    """Raise an InputError naming missing, unexpected and mis-shaped tensors."""
+    name = f"model file '{scan.files.name}'"
+    found = scan.shapes()
+    missing = sorted(k for k in expected if k not in found)
+    unexpected = sorted(k for k in found if k not in expected)
+    unexpected += sorted(f"{m}.{s}" for m, names in scan.scales.items() for s in names
+                         if f"{m}.weight" not in expected)
+    problems = []
+    if missing:
+        problems.append(f"is missing {len(missing)} tensor(s) the {kind} Wan DiT needs: {sample_keys(missing, 6)}")
+    if unexpected:
+        problems.append(f"has {len(unexpected)} tensor(s) the {kind} Wan DiT does not have: "
+                        f"{sample_keys(unexpected, 6)}")
+    if problems:
+        raise InputError(name, "; ".join(problems),
+                         "a complete, unmodified Wan DiT checkpoint (all shards; VACE, Animate and other "
+                         "variants load through their own loaders)")
+    for key, shape in expected.items():
+        if tuple(found[key]) != tuple(shape):
+            raise InputError(name, f"tensor '{key}' has shape {list(found[key])}",
+                             f"shape {list(shape)} for this {kind} model (a mixed-up file from another model size?)")
+
+
+def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
+    module_name, _, param = key.rpartition(".")
+    return model.get_submodule(module_name) if module_name else model, param
+
+
+def _ops_classes(operations) -> tuple[type, ...]:
+    names = ("Linear", "Conv2d", "Conv3d", "LayerNorm", "GroupNorm", "RMSNorm")
+    return tuple(c for c in (getattr(operations, n, None) for n in names) if isinstance(c, type))
+
+
+def _storage(dtype: torch.dtype, scaled: bool, storage_dtype: torch.dtype | None, cast_by_ops: bool,
+             linear_weight: bool, layer_takes_scale: bool) -> tuple[torch.dtype, bool]:
+    """``(dtype to store, keep the fp8 scale on the layer)`` for one tensor."""
+    if not dtype.is_floating_point:
+        return dtype, False
+    if not cast_by_ops:  # plain parameters (modulation, RMS norms) are small: never fp8
+        if storage_dtype in FLOAT_STORAGE:
+            return storage_dtype, False
+        return (torch.float32 if is_fp8(dtype) else dtype), False
+    if storage_dtype in FLOAT_STORAGE:
+        return storage_dtype, False
+    if is_fp8(storage_dtype) and linear_weight and dtype != storage_dtype:
+        return storage_dtype, False  # dequantized (if scaled), then a plain cast
+    if scaled:
+        return (dtype, True) if layer_takes_scale else (FP8_COMPUTE, False)
+    return dtype, False
+
+
+def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: torch.dtype | str | None = None,
+                 device: torch.device | str = "cpu", operations=None, compute_dtype: torch.dtype | None = None,
+                 num_heads: int | None = None,
+                 extra_prefixes: Sequence[str] = ()) -> tuple[nn.Module, WanCheckpointInfo]:
+    """Build a :class:`WanDiT` from a checkpoint in any supported layout and dtype.
+
+    ``storage_dtype`` (a dtype or a STORAGE_DTYPES name): None / 'default' keeps
+    the file's dtypes; fp32/fp16/bf16 convert; fp8 quantizes Linear weights.
+    ``compute_dtype``: what the layers run in (default: the storage dtype, bf16
+    for fp8, else the dtype most weights have in the file). ``operations``: the layer
+    classes (default: the pack's CastOps; the host passes ComfyUI's).
+    ``extra_prefixes``: official-name prefixes of tensors that are not part of
+    the DiT (e.g. a method's own modules in the same file); they come back in
+    ``info.extra_tensors`` instead of being refused as unexpected.
+    """
+    from ..ops import CastOps
+    from ..wan.dit import WanDiT
+
+    storage_dtype = storage_dtype_from_name(storage_dtype)
+    operations = operations or CastOps
+    scan = scan_checkpoint(path_or_paths, extra_prefixes)
+    with scan.reader:
+        heads, heads_from = (num_heads, "argument") if num_heads else checkpoint_num_heads(scan)
+        config = infer_config(scan.meta_state_dict(), f"model file '{scan.files.name}'", heads)
+        model = WanDiT(config, operations=operations, device="meta")
+        model.requires_grad_(False)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
+                    if split_scale_key(k) is None}
+        check_keys(scan, expected, config.kind.upper())
+        state, kept_scales, file_dtypes = _read_weights(scan, model, operations, storage_dtype, device)
+        result = model.load_state_dict(state, strict=False, assign=True)
+        leftover = [k for k in result.missing_keys + result.unexpected_keys if split_scale_key(k) is None]
+        if leftover:  # check_keys ran first, so this is a bug, not a user mistake
+            raise RuntimeError(f"state dict did not match the model after checking: {leftover[:5]}")
+        del state
+        scaled_fp8 = _attach_scales(model, scan, kept_scales, device)
+        extra = {k: scan.reader.get(v).to(device) for k, v in scan.extra.items()}
+        compute = compute_dtype or _default_compute(storage_dtype, file_dtypes, scan)
+        model.compute_dtype = compute
+        info = WanCheckpointInfo(
+            source=scan.files.name, files=[str(p) for p in scan.files.files], layout=scan.layout,
+            prefix=scan.prefix, config=config, num_heads_from=heads_from,
+            file_dtypes={str(k).replace("torch.", ""): n for k, n in file_dtypes.items()},
+            storage_dtype=storage_dtype, compute_dtype=compute, scaled_fp8=scaled_fp8,
+            extra_tensors=extra, metadata=dict(scan.reader.metadata))
+    log.info("loaded Wan DiT %s (%s, %d layers, dim %d) from %s", config.kind, info.layout, config.num_layers,
+             config.dim, scan.files.name)
+    return model.eval(), info
+
+
+def _read_weights(scan: CheckpointScan, model: nn.Module, operations, storage_dtype, device):
+    """Read, convert and move each weight: (state dict, {module: kept scales}, {file dtype: elements})."""
+    ops_classes = _ops_classes(operations)
+    linear = getattr(operations, "Linear", nn.Linear)
+    state: dict[str, torch.Tensor] = {}
+    kept_scales: dict[str, dict[str, torch.Tensor]] = {}
+    file_dtypes: Counter = Counter()  # dtype -> number of elements
+    for key, file_key in scan.weights.items():
+        module, param = _owner(model, key)
+        module_name = key.rpartition(".")[0]
+        tensor = scan.reader.get(file_key)
+        file_dtypes[tensor.dtype] += tensor.numel()
+        scale_keys = scan.scales.get(module_name, {}) if param == "weight" else {}
+        scale = scan.reader.get(scale_keys["scale_weight"]) if "scale_weight" in scale_keys else None
+        dtype, keep_scale = _storage(tensor.dtype, scale is not None, storage_dtype,
+                                     isinstance(module, ops_classes), isinstance(module, linear) and param == "weight",
+                                     takes_scale(module))
+        if keep_scale:
+            kept = {"scale_weight": scale.to(device=device, dtype=torch.float32)}
+            if "scale_input" in scale_keys and takes_scale(module, "scale_input"):
+                kept["scale_input"] = scan.reader.get(scale_keys["scale_input"]).to(device=device, dtype=torch.float32)
+            kept_scales[module_name] = kept
+            state[key] = tensor.to(device)
+        elif scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
+            state[key] = dequantize(tensor, scale, dtype).to(device)
+        else:
+            state[key] = tensor.to(device=device, dtype=dtype)
+        del tensor
+    return state, kept_scales, file_dtypes
+
+
+def _attach_scales(model: nn.Module, scan: CheckpointScan, kept: dict[str, dict[str, torch.Tensor]],
+                   device) -> torch.dtype | None:
+    """Put kept fp8 scales on their layers; give scale slots the file did not fill a neutral value."""
+    for module_name, scales in kept.items():
+        module = model.get_submodule(module_name)
+        for name, value in scales.items():
+            set_module_tensor(module, name, value)
+    for module_name, module in model.named_modules():
+        for name in ("scale_weight", "scale_input"):
+            value = getattr(module, name, None)
+            if torch.is_tensor(value) and value.device.type == "meta":  # a slot ComfyUI's scaled ops made
+                neutral = torch.ones((), device=device, dtype=torch.float32) if name == "scale_weight" else None
+                set_module_tensor(module, name, neutral)
+    if not kept:
+        return None
+    any_module = next(iter(kept))
+    return model.get_submodule(any_module).weight.dtype if scan.marker is None else scan.marker
+
+
+def _default_compute(storage_dtype, file_dtypes: Counter, scan: CheckpointScan) -> torch.dtype:
+    if storage_dtype in FLOAT_STORAGE:
+        return storage_dtype
+    if storage_dtype is not None:
+        return FP8_COMPUTE
+    dominant = max(file_dtypes, key=file_dtypes.get)  # by elements: the Linear weights
+    return FP8_COMPUTE if is_fp8(dominant) else dominant

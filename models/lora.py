@@ -1,0 +1,358 @@
+"""LoRA for the Wan DiT: read any common key style, merge into the weights, restore.
+
+Key styles (all resolved through the one key map in checkpoint/wan_keys.py):
+- PEFT ``<module>.lora_A.weight`` / ``lora_B.weight``, with or without
+  ``.default`` (UniAnimate-DiT: ``pipe.dit.blocks.0.self_attn.q.lora_A.default.weight``;
+  ComfyUI-style: ``diffusion_model.blocks.0...``; Wan-Animate: ``base_model.model.``);
+- kohya / musubi ``lora_unet_blocks_0_self_attn_q.lora_down.weight`` /
+  ``lora_up.weight`` / ``.alpha``, and the dotted ``diffusion_model.<module>.lora_down.weight``;
+- diffusers ``transformer.blocks.0.attn1.to_q.lora_A.weight`` (and ``lora_B.bias``);
+- full deltas ``<module>.diff`` (weight) and ``<module>.diff_b`` (bias).
+
+The merged update of a weight is ``strength * scale * (B @ A)`` with
+``scale = alpha / rank`` when the file has an alpha and 1 otherwise (PEFT
+files without alpha, like UniAnimate's, merge ``W += B @ A`` in their own
+code); ``.diff`` and ``lora_B.bias`` deltas are ``strength * diff`` /
+``strength * scale * bias``. Deltas are computed in float32, summed over all
+LoRAs, added to the weight in float32 and rounded once to the stored dtype.
+fp8 weights are dequantized (``w8 * scale_weight``), updated, and kept in
+``fp8_merged_dtype`` (bf16 by default: a LoRA delta is far below fp8's
+resolution, so re-quantizing would erase most of it); their scale becomes 1.
+
+Restoring is exact: the original tensors of the touched weights (and their
+fp8 scales) are kept on ``backup_device`` and put back by
+:meth:`MergedLoras.restore`. That costs RAM equal to the touched weights; a
+caller short of RAM reloads the model instead of restoring.
+
+Tensors that are not LoRA weights (UniAnimate's ``dwpose_embedding.*``,
+``randomref_embedding_pose.*``) come back in :attr:`Lora.extra`; LoRA
+weights that match no DiT parameter are named in a warning, and a file where
+none match is refused as a LoRA for another architecture.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .checkpoint.fp8 import dequantize, is_fp8, set_module_tensor
+from .checkpoint.identify import sample_keys
+from .checkpoint.wan_keys import (WRAPPER_PREFIXES, diffusers_module_to_official, is_diffusers_layout,
+                                  official_module_to_diffusers, strip_wrapper_prefix)
+
+log = logging.getLogger(__name__)
+
+KOHYA_PREFIX = "lora_unet_"
+EXTRA_PREFIXES = WRAPPER_PREFIXES + ("pipe.",)
+# file-key ending -> role; longest endings first so '.lora_A.default.weight' wins over '.weight'
+_ROLES = (
+    (".lora_A.default.weight", "down"), (".lora_B.default.weight", "up"), (".lora_B.default.bias", "bias"),
+    (".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora_B.bias", "bias"),
+    (".lora_down.weight", "down"), (".lora_up.weight", "up"),
+    (".lora_mid.weight", "unsupported"), (".dora_scale", "unsupported"),
+    (".alpha", "alpha"), (".diff_b", "diff_b"), (".diff", "diff"),
+)
+EXPECTED_LORA = "a LoRA trained for the Wan 2.1/2.2 DiT of this size (14B LoRAs do not fit 1.3B/5B models)"
+
+
+def lora_role(key: str) -> tuple[str, str] | None:
+    """``(module stem, role)`` for a LoRA key, None for a tensor that is not a LoRA weight."""
+    for ending, role in _ROLES:
+        if key.endswith(ending):
+            return key[: -len(ending)], role
+    return None
+
+
+@dataclass
+class LoraUpdate:
+    """One LoRA file's update to one parameter of the DiT."""
+
+    target: str                       # official parameter key ('blocks.0.self_attn.q.weight')
+    source: str                       # the file key it came from, for messages
+    up: torch.Tensor | None = None    # B [out, r] (conv: [out, r, 1, 1, 1])
+    down: torch.Tensor | None = None  # A [r, in] (conv: [r, in, kt, kh, kw])
+    alpha: float | None = None
+    diff: torch.Tensor | None = None  # full delta (.diff, .diff_b, lora_B.bias)
+    diff_scaled: bool = False         # lora_B.bias is scaled like the low-rank part; .diff is not
+
+    @property
+    def rank(self) -> int:
+        return int(self.down.shape[0]) if self.down is not None else 0
+
+    @property
+    def scale(self) -> float:
+        """alpha / rank when the file gives alpha, else 1."""
+        return self.alpha / self.rank if self.alpha is not None and self.rank else 1.0
+
+    def delta(self, shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+        """The float32 update to add to a parameter of ``shape`` (before strength)."""
+        if self.diff is not None:
+            diff = self.diff.to(device=device, dtype=torch.float32)
+            return (diff * self.scale if self.diff_scaled else diff).reshape(shape)
+        up = self.up.to(device=device, dtype=torch.float32).flatten(1)
+        down = self.down.to(device=device, dtype=torch.float32).flatten(1)
+        return (up @ down).reshape(shape) * self.scale
+
+
+@dataclass
+class Lora:
+    """A LoRA file resolved against one DiT: updates by target, plus what did not fit."""
+
+    name: str
+    updates: dict[str, list[LoraUpdate]] = field(default_factory=dict)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # not LoRA weights; names without wrapper
+    unmatched: list[str] = field(default_factory=list)            # LoRA keys that hit no DiT parameter
+
+
+# ---------------------------------------------------------------- reading
+def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a LoRA file: .safetensors, or a .ckpt/.pt/.pth/.bin read with ``weights_only``."""
+    path = Path(path)
+    name = f"LoRA file '{path}'"
+    if not path.is_file():
+        raise InputError(name, "was not found", "a LoRA .safetensors (or .ckpt/.pt/.pth) file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path), device="cpu")
+        if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        else:
+            raise InputError(name, f"has the extension '{suffix}'", ".safetensors, .ckpt, .pt, .pth or .bin")
+    except InputError:
+        raise
+    except pickle.UnpicklingError as err:
+        raise InputError(name, f"holds Python objects besides tensors, which are not loaded for safety ({err})",
+                         "a file of tensors only (convert it to .safetensors)") from err
+    except Exception as err:
+        raise InputError(name, f"could not be read ({err})", "a complete LoRA file") from err
+    return _tensor_dict(obj, name)
+
+
+def _tensor_dict(obj, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint object, unwrapping Lightning's 'state_dict' / DeepSpeed's 'module'."""
+    for wrapper in ("state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict):
+        raise InputError(name, f"holds a {type(obj).__name__}, not a dict of tensors", "a LoRA state dict")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise InputError(name, "holds no tensors", "a LoRA state dict")
+    return tensors
+
+
+# ---------------------------------------------------------------- resolving
+class _Targets:
+    """The DiT's parameters, indexed by the names a LoRA file may use for them."""
+
+    def __init__(self, params: Mapping[str, Sequence[int]]):
+        self.shapes = {k: tuple(v) for k, v in params.items()}
+        self.modules = {k.rpartition(".")[0] for k in self.shapes if k.endswith((".weight", ".bias"))}
+        self.underscored: dict[str, str] = {}
+        bare = [k for k in self.shapes if not k.endswith((".weight", ".bias"))]  # modulation, emb_pos
+        for module in [*self.modules, *bare]:
+            self.underscored[module.replace(".", "_")] = module
+            diffusers = official_module_to_diffusers(module)
+            if diffusers is not None:
+                self.underscored.setdefault(diffusers.replace(".", "_"), module)
+
+    def module(self, stem: str, diffusers: bool) -> str | None:
+        """The official module (or bare parameter) a LoRA stem names, or None."""
+        if stem.startswith(KOHYA_PREFIX):
+            return self.underscored.get(stem[len(KOHYA_PREFIX):].lstrip("_"))
+        name = strip_wrapper_prefix(stem)[1]
+        if diffusers:
+            name = diffusers_module_to_official(name) or name
+        if name in self.modules or name in self.shapes:
+            return name
+        return None
+
+    def parameter(self, module: str, role: str) -> str | None:
+        if module in self.shapes:  # a bare parameter such as blocks.0.modulation (.diff only)
+            return module if role == "diff" else None
+        key = f"{module}.{'bias' if role in ('diff_b', 'bias') else 'weight'}"
+        return key if key in self.shapes else None
+
+
+def _model_params(model: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, Sequence[int]]:
+    if isinstance(model, nn.Module):
+        return {k: tuple(v.shape) for k, v in model.named_parameters()}
+    return {k: tuple(v.shape) if torch.is_tensor(v) else tuple(v) for k, v in model.items()}
+
+
+def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mapping[str, Sequence[int]],
+               name: str = "LoRA") -> Lora:
+    """Resolve a LoRA state dict against the DiT's parameters (a model, or key -> shape).
+
+    Raises InputError for a LoRA that fits nothing, a broken pair, an
+    unsupported kind (LoCon mid / DoRA) or a shape that does not fit; warns
+    (by name) about LoRA weights that match no parameter.
+    """
+    targets = _Targets(_model_params(model))
+    label = f"LoRA '{name}'"
+    roles: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
+    lora = Lora(name)
+    for key, tensor in state_dict.items():
+        found = lora_role(key)
+        if found is None:
+            lora.extra[strip_wrapper_prefix(key, EXTRA_PREFIXES)[1]] = tensor
+            continue
+        stem, role = found
+        if role == "unsupported":
+            raise InputError(label, f"'{key}' is a LoCon/DoRA weight, which this loader does not merge",
+                             "a plain LoRA (A/B or down/up pairs, optional alpha, .diff deltas)")
+        roles.setdefault(stem, {})[role] = (key, tensor)
+    if not roles:
+        raise InputError(label, f"holds no LoRA weights (found keys like {sample_keys(state_dict)})", EXPECTED_LORA)
+    diffusers = is_diffusers_layout(strip_wrapper_prefix(s)[1] for s in roles if not s.startswith(KOHYA_PREFIX))
+    for stem, parts in roles.items():
+        module = targets.module(stem, diffusers)
+        for role, (key, tensor) in parts.items():
+            if role == "alpha":
+                continue
+            target = targets.parameter(module, role) if module is not None else None
+            if target is None:
+                lora.unmatched.append(key)
+                continue
+            update = _update(label, target, key, role, tensor, parts)
+            if update is not None:
+                _check_shape(label, update, targets.shapes[target])
+                lora.updates.setdefault(target, []).append(update)
+    if not lora.updates:
+        raise InputError(label, f"is a LoRA for another architecture: none of its {len(lora.unmatched)} weights "
+                         f"match a Wan DiT parameter (keys like {sample_keys(lora.unmatched)})", EXPECTED_LORA)
+    if lora.unmatched:
+        log.warning("%s: %d LoRA weight(s) match no Wan DiT parameter and are not applied: %s", label,
+                    len(lora.unmatched), ", ".join(sorted(lora.unmatched)))
+    return lora
+
+
+def _update(label: str, target: str, key: str, role: str, tensor: torch.Tensor,
+            parts: Mapping[str, tuple[str, torch.Tensor]]) -> LoraUpdate | None:
+    """The update one file key contributes (the 'up' key of a pair carries the pair)."""
+    alpha = float(parts["alpha"][1].float().item()) if "alpha" in parts else None
+    if role in ("diff", "diff_b"):
+        return LoraUpdate(target, key, diff=tensor)
+    if role == "bias":
+        return LoraUpdate(target, key, diff=tensor, alpha=alpha, diff_scaled=True,
+                          down=parts["down"][1] if "down" in parts else None)
+    other = "down" if role == "up" else "up"
+    if other not in parts:
+        raise InputError(label, f"'{key}' has no matching {other} weight", "LoRA weights in up/down (B/A) pairs")
+    if role == "down":
+        return None
+    return LoraUpdate(target, key, up=tensor, down=parts["down"][1], alpha=alpha)
+
+
+def _check_shape(label: str, update: LoraUpdate, shape: tuple[int, ...]) -> None:
+    numel = 1
+    for s in shape:
+        numel *= s
+    if update.diff is not None:
+        if update.diff.numel() != numel:
+            raise InputError(label, f"'{update.source}' has shape {list(update.diff.shape)}",
+                             f"shape {list(shape)} of '{update.target}' ({EXPECTED_LORA})")
+        return
+    up, down = update.up, update.down
+    fits = (up.dim() >= 2 and down.dim() >= 2 and up.shape[0] == shape[0] and up[0].numel() == down.shape[0]
+            and up.shape[0] * down[0].numel() == numel)
+    if not fits:
+        raise InputError(label, f"'{update.source}' (up {list(up.shape)}, down {list(down.shape)}) does not fit "
+                         f"'{update.target}' of shape {list(shape)}", EXPECTED_LORA)
+
+
+def load_lora(path: str | Path, model: nn.Module | Mapping[str, Sequence[int]]) -> Lora:
+    """Read a LoRA file and resolve it against ``model``'s parameters."""
+    return parse_lora(read_lora_file(path), model, Path(path).name)
+
+
+# ---------------------------------------------------------------- merging
+@dataclass
+class _Backup:
+    weight: torch.Tensor
+    scale: torch.Tensor | None
+    had_scale: bool
+
+
+class MergedLoras:
+    """LoRAs merged into a model's weights; :meth:`restore` puts the originals back bit for bit.
+
+    Merges stack: restore them in reverse order (the last merged first).
+    """
+
+    def __init__(self, model: nn.Module, backups: dict[str, _Backup], loras: list[tuple[Lora, float]]):
+        self.model = model
+        self.backups = backups
+        self.loras = loras
+
+    @property
+    def touched(self) -> list[str]:
+        return list(self.backups)
+
+    def restore(self) -> None:
+        stack = getattr(self.model, "_merged_loras", [])
+        if not stack or stack[-1] is not self:
+            raise RuntimeError("restore LoRA merges in reverse order of merging (or this one was already restored)")
+        for key, backup in self.backups.items():
+            module_name, _, param = key.rpartition(".")
+            module = self.model.get_submodule(module_name) if module_name else self.model
+            device = getattr(module, param).device
+            set_module_tensor(module, param, backup.weight.to(device))
+            if backup.had_scale:
+                set_module_tensor(module, "scale_weight", backup.scale)
+        stack.pop()
+        self.backups = {}
+
+
+@torch.no_grad()
+def merge_loras(model: nn.Module, loras: Sequence[tuple[Lora, float]], backup_device: torch.device | str = "cpu",
+                fp8_merged_dtype: torch.dtype = torch.bfloat16) -> MergedLoras:
+    """Add ``strength * delta`` of each ``(lora, strength)`` into ``model``'s weights, in place.
+
+    Returns the handle that restores them. Deltas of all LoRAs are summed in
+    float32 first, so the weight is rounded once.
+    """
+    totals: dict[str, torch.Tensor] = {}
+    for lora, strength in loras:
+        for target, updates in lora.updates.items():
+            param = model.get_parameter(target)
+            for update in updates:
+                delta = update.delta(param.shape, param.device) * float(strength)
+                totals[target] = totals[target] + delta if target in totals else delta
+    backups: dict[str, _Backup] = {}
+    for target, delta in totals.items():
+        module_name, _, param_name = target.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        weight = getattr(module, param_name)
+        scale = getattr(module, "scale_weight", None) if param_name == "weight" else None
+        has_scale = torch.is_tensor(scale)
+        backups[target] = _Backup(weight.detach().to(backup_device), scale, has_scale)
+        if is_fp8(weight.dtype) or has_scale:
+            merged = dequantize(weight, scale if has_scale else None, torch.float32) + delta
+            dtype = fp8_merged_dtype if is_fp8(weight.dtype) else weight.dtype
+            set_module_tensor(module, param_name, merged.to(dtype))
+            if has_scale:
+                set_module_tensor(module, "scale_weight", torch.ones((), dtype=torch.float32, device=scale.device))
+        else:
+            set_module_tensor(module, param_name, (weight.float() + delta).to(weight.dtype))
+    handle = MergedLoras(model, backups, list(loras))
+    if not hasattr(model, "_merged_loras"):
+        object.__setattr__(model, "_merged_loras", [])
+    model._merged_loras.append(handle)
+    return handle
+
+
+def extra_tensors(loras: Iterable[Lora]) -> dict[str, torch.Tensor]:
+    """The non-LoRA tensors of several LoRAs together (later files win on equal names)."""
+    merged: dict[str, torch.Tensor] = {}
+    for lora in loras:
+        merged.update(lora.extra)
+    return merged
