@@ -182,9 +182,11 @@ def register_model_folders() -> None:
     if not in_host():
         return
     import folder_paths
-    if POSE_MODEL_FOLDER not in folder_paths.folder_names_and_paths:
-        path = os.path.join(folder_paths.models_dir, "poseanimate_pose")
-        folder_paths.folder_names_and_paths[POSE_MODEL_FOLDER] = ([path], {".onnx"})
+    folder_paths.add_model_folder_path(POSE_MODEL_FOLDER, os.path.join(folder_paths.models_dir, POSE_MODEL_FOLDER),
+                                       is_default=True)
+    paths, extensions = folder_paths.folder_names_and_paths[POSE_MODEL_FOLDER]
+    # an extra_model_paths.yaml entry may have created the folder with no extension filter
+    folder_paths.folder_names_and_paths[POSE_MODEL_FOLDER] = (paths, set(extensions) | {".onnx"})
 
 
 def list_model_files(folder: str) -> list[str]:
