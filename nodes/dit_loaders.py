@@ -8,13 +8,11 @@ import torch
 
 from .. import host
 from ..errors import InputError
-from ..models.checkpoint import WanCheckpointInfo, load_wan_dit
+from ..models.checkpoint import STORAGE_DTYPES, WanCheckpointInfo, load_wan_dit, storage_dtype_from_name
 from ..models.lora import Lora, load_lora
 
 DIT_TYPE = "POSEANIMATE_DIT"
 CATEGORY = "PoseAnimate/loaders"
-WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-                 "fp8_e4m3fn": torch.float8_e4m3fn}
 COMPUTE_DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ATTENTION = ("sdpa", "sdpa_chunked", "flash_attn", "sageattention")
 CHUNKED_QUERIES = 4096
@@ -50,7 +48,7 @@ class PoseAnimateDiTLoader:
             "dit_name": (host.list_model_files("diffusion_models"),
                          {"tooltip": "A Wan 2.1/2.2 14B I2V model in ComfyUI/models/diffusion_models "
                                      "(e.g. wan2.1_i2v_480p_14B_fp16.safetensors)."}),
-            "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default",
+            "weight_dtype": (list(STORAGE_DTYPES), {"default": "default",
                              "tooltip": "How weights are kept in memory; 'default' keeps the file's dtype. "
                                         "fp8 halves memory at a small cost in quality."}),
             "compute_dtype": (list(COMPUTE_DTYPES), {"default": "auto",
@@ -63,7 +61,7 @@ class PoseAnimateDiTLoader:
 
     def load(self, dit_name: str, weight_dtype: str, compute_dtype: str, attention: str) -> tuple[DiTHandle]:
         path = host.model_file("diffusion_models", dit_name)
-        storage, compute = WEIGHT_DTYPES[weight_dtype], COMPUTE_DTYPES[compute_dtype]
+        storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         model, info = load_wan_dit(path, storage_dtype=storage, device=host.offload_device(),
                                    operations=host.operations(storage, compute), compute_dtype=compute)
         backend = "sdpa" if attention == "sdpa_chunked" else attention
