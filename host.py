@@ -153,23 +153,44 @@ def check_interrupt() -> None:
 
 # ---------------------------------------------------------------- progress
 class Progress:
-    """Progress over ``total`` steps: the host's ProgressBar (with previews) or a callback."""
+    """Progress over ``total`` steps: the host's ProgressBar (with latent previews) or a callback.
 
-    def __init__(self, total: int, callback: Callable[[int, int], None] | None = None):
+    ``latent_format`` names the latent space of the previews ``update`` gets
+    (``"wan21"``: the Wan DiT's normalised latent); inside the host they are
+    turned into the preview images its front end shows, the host's own way.
+    """
+
+    def __init__(self, total: int, callback: Callable[[int, int], None] | None = None,
+                 latent_format: str | None = None):
         self.total = total
         self.current = 0
         self._callback = callback
         self._bar = None
+        self._previewer = None
         if in_host():
             import comfy.utils
             self._bar = comfy.utils.ProgressBar(total)
+            if latent_format is not None:
+                self._previewer = _host_previewer(latent_format)
 
     def update(self, steps: int = 1, preview: Any = None) -> None:
+        """Advance by ``steps``; ``preview`` is a latent ``[B, C, T, H, W]`` to show, or None."""
         self.current = min(self.total, self.current + steps)
         if self._bar is not None:
-            self._bar.update_absolute(self.current, self.total, preview)
+            image = None
+            if preview is not None and self._previewer is not None:
+                image = self._previewer.decode_latent_to_preview_image("JPEG", preview.detach().float().cpu())
+            self._bar.update_absolute(self.current, self.total, image)
         if self._callback is not None:
             self._callback(self.current, self.total)
+
+
+def _host_previewer(latent_format: str) -> Any:
+    """The host's latent previewer for a latent space (None when previews are off)."""
+    import comfy.latent_formats
+    import latent_preview
+    formats = {"wan21": comfy.latent_formats.Wan21}
+    return latent_preview.get_previewer(torch.device("cpu"), formats[latent_format]())
 
 
 # ---------------------------------------------------------------- model folders

@@ -23,6 +23,13 @@ ScaleSchedule = Callable[[int, torch.Tensor], float]
 """``(step index, timestep) -> scale``, e.g. Wan 2.2's per-expert scales or a decaying CFG."""
 
 
+def at_step(cond: Any, step: int) -> Any:
+    """The conditioning for ``step``: ``cond.at_step(step)`` for conditioning that changes
+    over the run (pose tokens on a fraction of the steps), else ``cond`` itself."""
+    resolve = getattr(cond, "at_step", None)
+    return resolve(step) if callable(resolve) else cond
+
+
 def cfg(cond_out: torch.Tensor, uncond_out: torch.Tensor, scale: float) -> torch.Tensor:
     """``uncond + scale * (cond - uncond)``, in the order Wan computes it."""
     return uncond_out + scale * (cond_out - uncond_out)
@@ -46,8 +53,8 @@ class Guidance:
     def velocity(self, model: Denoiser, x: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
         """The guided velocity at ``x``: one model pass, or two mixed by :func:`cfg`."""
         scale = self.scale_at(step, timestep)
-        cond_out = model(x, timestep, self.positive)
+        cond_out = model(x, timestep, at_step(self.positive, step))
         if self.negative is None or scale == 1.0:
             return cond_out
-        uncond_out = model(x, timestep, self.negative)
+        uncond_out = model(x, timestep, at_step(self.negative, step))
         return cfg(cond_out, uncond_out, scale)

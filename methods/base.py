@@ -1,0 +1,56 @@
+"""What every method hands the sampler.
+
+A method (UniAnimate-DiT, RealisDance-DiT, Wan2.2-Animate) turns its inputs
+into a :class:`MethodConditioning`: an object that can produce the Wan DiT's
+conditioning (:class:`~..sampling.wan_denoiser.WanCond`) for either branch of
+classifier-free guidance, at any step, for the whole video or for one window
+of it. The sampler (``sampling/video.py``) knows nothing else about methods,
+so a new method never touches the sampler or the DiT.
+
+Latents here are in the *model* space of the official Wan code (VAE output
+normalised by the per-channel mean and std). ComfyUI's LATENT holds the raw
+VAE latent; nodes convert at the edges (``models/wan/latent_space.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from ..sampling.wan_denoiser import WanCond
+from ..sampling.windows import Window
+from ..models.wan.latent_space import LATENT_CHANNELS
+
+@dataclass(frozen=True)
+class VideoGeometry:
+    """The size of the video being generated, in latent units (``[1, 16, frames, height, width]``)."""
+
+    frames: int
+    height: int
+    width: int
+    channels: int = LATENT_CHANNELS
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int, int]:
+        return (1, self.channels, self.frames, self.height, self.width)
+
+    @property
+    def pixel_frames(self) -> int:
+        return 4 * (self.frames - 1) + 1
+
+
+@runtime_checkable
+class MethodConditioning(Protocol):
+    """A method's conditioning, ready for the sampler."""
+
+    geometry: VideoGeometry
+
+    def branch(self, positive: bool, step: int, steps: int, window: Window | None = None) -> WanCond:
+        """The DiT conditioning for one guidance branch at ``step`` of ``steps``.
+
+        ``window`` is None for a whole-video run; otherwise every time-indexed
+        condition (pose tokens, pose latents, masks, face features) is cut to
+        that window and the image condition is built for the window's length.
+        """
+        ...

@@ -1,0 +1,104 @@
+"""The sampler node: any method's conditioning + the Wan DiT -> a video LATENT.
+
+Thin: it prepares the model the host's way (ModelPatcher loaded through the
+host's model management, LoRAs as its weight patches; merged and restored
+outside the host), calls ``sampling.video.sample_video`` and returns a
+ComfyUI LATENT in the host's convention (the raw VAE latent), so the host's
+own VAE Decode works on it as well as the pack's.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from .. import host
+from ..errors import InputError
+from ..methods.base import MethodConditioning
+from ..models.lora import merge_loras
+from ..models.wan.latent_space import to_vae_space
+from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
+from ..sampling.video import WindowSettings, sample_video
+from ..sampling.windows import WEIGHTINGS
+from .dit_loaders import DIT_TYPE, DiTHandle
+
+log = logging.getLogger(__name__)
+
+CONDITIONING_TYPE = "POSEANIMATE_CONDITIONING"
+CATEGORY = "PoseAnimate/sampling"
+
+
+@contextmanager
+def running_dit(dit: DiTHandle) -> Iterator[Any]:
+    """The DiT on the compute device with its LoRAs, for the length of one run."""
+    if host.in_host():
+        yield host.load_to_device(dit.managed)
+        return
+    model = host.load_to_device(dit.model)
+    merged = merge_loras(model, list(dit.loras)) if dit.loras else None
+    try:
+        yield model
+    finally:
+        if merged is not None:
+            merged.restore()
+
+
+class PoseAnimateSampler:
+    DESCRIPTION = ("Samples the animation: the Wan DiT (with its LoRAs) guided by a method's conditioning "
+                   "(UniAnimate-DiT, ...). Videos longer than one window are made in overlapping windows "
+                   "blended at every step, so any length fits in the memory of one window.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "dit": (DIT_TYPE, {"tooltip": "The Wan DiT with the method's LoRA (from the method's loader node)."}),
+            "conditioning": (CONDITIONING_TYPE, {"tooltip": "A method's conditioning node output."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                             "tooltip": "Noise seed; the same seed gives the same video on any device."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 200,
+                              "tooltip": "Denoising steps (UniAnimate-DiT was shown with 50; 20-30 often suffice)."}),
+            "cfg": ("FLOAT", {"default": 1.5, "min": 1.0, "max": 20.0, "step": 0.1,
+                              "tooltip": "Classifier-free guidance scale; 1.0 runs one pass per step (twice as "
+                                         "fast). UniAnimate-DiT uses 1.5."}),
+            "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                "tooltip": "Flow-matching sigma shift; 5.0 for 480p/720p Wan I2V."}),
+            "scheduler": (list(SCHEDULER_NAMES), {"default": "euler",
+                          "tooltip": "euler: DiffSynth's (UniAnimate-DiT's); unipc and dpm++: Wan's own."}),
+            "window_length": ("INT", {"default": 21, "min": 2, "max": 64,
+                                      "tooltip": "Latent frames per window (21 = 81 video frames). Longer videos "
+                                                 "are made in overlapping windows of this length."}),
+            "window_overlap": ("INT", {"default": 4, "min": 0, "max": 32,
+                                       "tooltip": "Latent frames shared by neighbouring windows."}),
+            "blending": (list(WEIGHTINGS), {"default": "unianimate",
+                         "tooltip": "How overlapping windows are mixed: unianimate (its own rule: uniform, "
+                                    "first 2 frames private to each window), uniform, linear, pyramid, relative."}),
+        }}
+
+    def sample(self, dit: DiTHandle, conditioning: MethodConditioning, seed: int, steps: int, cfg: float,
+               shift: float, scheduler: str, window_length: int, window_overlap: int,
+               blending: str) -> tuple[dict]:
+        if not isinstance(dit, DiTHandle):
+            raise InputError("dit", f"is a {type(dit).__name__}", "the output of a PoseAnimate DiT loader")
+        if not isinstance(conditioning, MethodConditioning):
+            raise InputError("conditioning", f"is a {type(conditioning).__name__}",
+                             "the output of a PoseAnimate method conditioning node")
+        if window_overlap >= window_length:
+            raise InputError("window_overlap", f"{window_overlap} is not smaller than window_length {window_length}",
+                             f"an overlap from 0 to {window_length - 1}")
+        windows = WindowSettings(window_length, window_overlap, blending)
+        progress = host.Progress(steps, latent_format="wan21")
+        try:
+            with running_dit(dit) as model:
+                latent = sample_video(model, conditioning, make_scheduler(scheduler, steps, shift), cfg, seed,
+                                      windows, progress=lambda done, total: None,
+                                      callback=lambda i, x, x0: progress.update(1, preview=x0))
+        finally:
+            host.free_memory()
+        return ({"samples": to_vae_space(latent).cpu()},)
+
+
+NODES = {"PoseAnimateSampler": (PoseAnimateSampler, "Sample Animation (PoseAnimate)")}
