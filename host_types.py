@@ -66,8 +66,9 @@ def text_context(conditioning: Any, input_name: str = "positive", width: int = U
 
 
 # ---------------------------------------------------------------- image
-def clip_features(clip_vision_output: Any, input_name: str = "clip_vision_output") -> torch.Tensor:
-    """CLIP ViT-H/14 penultimate-layer tokens ``[1, 257, 1280]`` from a host CLIP_VISION_OUTPUT (or a tensor)."""
+def clip_features(clip_vision_output: Any, input_name: str = "clip_vision_output",
+                  width: int = CLIP_WIDTH) -> torch.Tensor:
+    """CLIP ViT-H/14 penultimate-layer tokens ``[1, 257, width]`` from a host CLIP_VISION_OUTPUT (or a tensor)."""
     if torch.is_tensor(clip_vision_output):
         features = clip_vision_output
     else:
@@ -77,9 +78,9 @@ def clip_features(clip_vision_output: Any, input_name: str = "clip_vision_output
         if not torch.is_tensor(features):
             raise InputError(input_name, f"is a {type(clip_vision_output).__name__} without penultimate "
                              "hidden states", "the output of CLIP Vision Encode (clip_vision_h)")
-    if features.dim() != 3 or features.shape[-1] != CLIP_WIDTH or features.shape[1] != CLIP_TOKENS:
+    if features.dim() != 3 or features.shape[-1] != width or features.shape[1] != CLIP_TOKENS:
         raise InputError(input_name, f"holds image features of shape {tuple(features.shape)}",
-                         f"CLIP ViT-H/14 features [1, {CLIP_TOKENS}, {CLIP_WIDTH}]: load clip_vision_h with "
+                         f"CLIP ViT-H/14 features [1, {CLIP_TOKENS}, {width}]: load clip_vision_h with "
                          "CLIP Vision Loader, encode with crop 'none' or 'center'")
     return features[:1].float()
 

@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_FOLDER = "ComfyUI-PoseAnimate"  # a folder name that is not a Python identifier, as users clone it
 STARTUP_TIMEOUT_S = 180.0
 HERE = Path(__file__).resolve().parent
+TESTKIT_FOLDER = "poseanimate_testkit"  # test-only nodes standing in for the host's big encoders (testkit/)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,6 +74,7 @@ def comfy_base(tmp_path_factory, host_paths) -> Path:
         link.symlink_to(REPO_ROOT, target_is_directory=True)
     except OSError:  # no symlinks (some Windows setups): copy the sources
         shutil.copytree(REPO_ROOT, link, ignore=shutil.ignore_patterns(".git", "__pycache__", "models_dir"))
+    (base / "custom_nodes" / TESTKIT_FOLDER).symlink_to(HERE / "testkit", target_is_directory=True)
     for sub in ("models", "input", "output", "temp", "user"):
         (base / sub).mkdir()
     return base
@@ -202,7 +204,7 @@ def _start(host_paths: HostPaths, base: Path, log_path: Path) -> tuple[subproces
     cmd = [host_paths.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--disable-auto-launch", "--base-directory", str(base),
            "--database-url", "sqlite:///:memory:",  # keep the checkout's user/ folder untouched
-           "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_FOLDER]
+           "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_FOLDER, TESTKIT_FOLDER]
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     log = open(log_path, "ab")
     try:
