@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -121,7 +121,37 @@ def yolox_people(raw: np.ndarray, input_hw: tuple[int, int], ratio: float, score
     return Detections(boxes[good].astype(np.float64), person[good].astype(np.float64))
 
 
-class YoloxDetector:
+class OnnxDetector:
+    """What both detectors share: the ONNX model, the channel order its
+    reference pipeline fed it, its input size (640x640 where the file leaves
+    it dynamic) and one batched pass over the frames: :meth:`prepare` each
+    frame, run the model, :meth:`decode` each frame's output."""
+
+    kind = ""
+
+    def __init__(self, model: OnnxModel, channel_order: str):
+        self.model = model
+        self.channel_order = channel_order
+        h, w = model.input_hw
+        self.input_hw = (h or 640, w or 640)
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """One frame (already in the model's channel order) as the model's
+        ``[3, H, W]`` input, and what :meth:`decode` needs to map back."""
+        raise NotImplementedError
+
+    def decode(self, raw: np.ndarray, image: np.ndarray, context: Any) -> Detections:
+        """One frame's raw model output to its person boxes, best-ranked first."""
+        raise NotImplementedError
+
+    def __call__(self, images: Sequence[np.ndarray], batch_size: int = 8,
+                 after_batch: Callable[[int], None] | None = None) -> list[Detections]:
+        prepared = [self.prepare(with_channel_order(image, self.channel_order)) for image in images]
+        raw = run_batches(self.model, [inputs for inputs, _ in prepared], batch_size, after_batch)[0]
+        return [self.decode(r, image, context) for r, image, (_, context) in zip(raw, images, prepared)]
+
+
+class YoloxDetector(OnnxDetector):
     """YOLOX person detector (``yolox_l.onnx``: ``images [1, 3, 640, 640] -> [1, 8400, 85]``)."""
 
     kind = "yolox"
@@ -131,19 +161,15 @@ class YoloxDetector:
         shape = model.output_shapes[0] if model.output_shapes else ()
         if len(model.output_names) != 1 or len(shape) != 3 or (shape[2] is not None and shape[2] < 6):
             raise wrong_model(model, "pose detector", "a YOLOX detector: one output [batch, cells, 5 + classes]")
-        self.model = model
-        self.channel_order = channel_order
+        super().__init__(model, channel_order)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
-        h, w = model.input_hw
-        self.input_hw = (h or 640, w or 640)
 
-    def __call__(self, images: Sequence[np.ndarray], batch_size: int = 8,
-                 after_batch: Callable[[int], None] | None = None) -> list[Detections]:
-        prepared = [yolox_input(with_channel_order(image, self.channel_order), self.input_hw) for image in images]
-        raw = run_batches(self.model, [p[0] for p in prepared], batch_size, after_batch)[0]
-        return [yolox_people(r, self.input_hw, ratio, self.score_threshold, self.nms_threshold)
-                for r, (_, ratio) in zip(raw, prepared)]
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        return yolox_input(image, self.input_hw)
+
+    def decode(self, raw: np.ndarray, image: np.ndarray, ratio: float) -> Detections:
+        return yolox_people(raw, self.input_hw, ratio, self.score_threshold, self.nms_threshold)
 
 
 # ---------------------------------------------------------------- YOLOv10
@@ -225,7 +251,7 @@ def wan_person_order(rows: np.ndarray, conf_threshold: float = 0.05, shape_ratio
     return [best] + others
 
 
-class Yolov10Detector:
+class Yolov10Detector(OnnxDetector):
     """YOLOv10 detector as Wan2.2-Animate uses it (``[1, 3, 640, 640] -> [1, 300, 6]``)."""
 
     kind = "yolov10"
@@ -235,23 +261,17 @@ class Yolov10Detector:
         shape = model.output_shapes[0] if model.output_shapes else ()
         if len(shape) != 3 or shape[2] != 6:
             raise wrong_model(model, "pose detector", "a YOLOv10 detector: output [batch, 300, 6]")
-        self.model = model
-        self.channel_order = channel_order
+        super().__init__(model, channel_order)
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
-        h, w = model.input_hw
-        self.input_hw = (h or 640, w or 640)
 
-    def __call__(self, images: Sequence[np.ndarray], batch_size: int = 8,
-                 after_batch: Callable[[int], None] | None = None) -> list[Detections]:
-        inputs = [yolov10_input(with_channel_order(image, self.channel_order), self.input_hw) for image in images]
-        raw = run_batches(self.model, inputs, batch_size, after_batch)[0]
-        found = []
-        for r, image in zip(raw, images):
-            rows = yolov10_boxes(r, image.shape[:2], self.input_hw, self.conf_threshold, self.iou_threshold)
-            order = wan_person_order(rows, self.conf_threshold)
-            found.append(Detections(rows[order, :4], rows[order, 4]) if order else Detections.none())
-        return found
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, None]:
+        return yolov10_input(image, self.input_hw), None
+
+    def decode(self, raw: np.ndarray, image: np.ndarray, context: None) -> Detections:
+        rows = yolov10_boxes(raw, image.shape[:2], self.input_hw, self.conf_threshold, self.iou_threshold)
+        order = wan_person_order(rows, self.conf_threshold)
+        return Detections(rows[order, :4], rows[order, 4]) if order else Detections.none()
 
 
 def make_detector(model: OnnxModel) -> YoloxDetector | Yolov10Detector:

@@ -27,6 +27,54 @@ from .onnx_session import OnnxModel, load_onnx, run_batches, wrong_model
 
 WHOLEBODY_POINTS = 133
 
+
+class TopDownModel:
+    """What both keypoint models share: the ONNX model, the channel order its
+    reference pipeline fed it, and one pass over every person of every frame:
+    :meth:`crop` each box, run all crops in batches, :meth:`decode` them, and
+    hand each frame its people."""
+
+    kind = ""
+    neck_rule = ""
+
+    def __init__(self, model: OnnxModel, channel_order: str):
+        self.model = model
+        self.channel_order = channel_order
+
+    def crop(self, image: np.ndarray, box: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One person's ``[3, H, W]`` model input from a frame (already in the
+        model's channel order), and the crop's centre and scale."""
+        raise NotImplementedError
+
+    def decode(self, outputs: list[list[np.ndarray]], centers: np.ndarray,
+               scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's outputs for all crops to frame pixels ``[M, 133, 2]`` and scores ``[M, 133]``."""
+        raise NotImplementedError
+
+    def __call__(self, images: Sequence[np.ndarray], detections: Sequence[Detections], batch_size: int = 8,
+                 after_batch: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Keypoints ``[M, 133, 2]`` and scores ``[M, 133]`` in frame pixels, per frame."""
+        crops, centers, scales, owners = [], [], [], []
+        for f, (image, found) in enumerate(zip(images, detections)):
+            image = with_channel_order(image, self.channel_order)
+            for box, score in zip(found.boxes, found.scores):
+                crop, center, scale = self.crop(image, box, score)
+                crops.append(crop)
+                centers.append(center)
+                scales.append(scale)
+                owners.append(f)
+        results = [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS))) for _ in images]
+        if not crops:
+            return results
+        outputs = run_batches(self.model, crops, batch_size, after_batch)
+        points, vals = self.decode(outputs, np.stack(centers), np.stack(scales))
+        owners = np.asarray(owners)
+        for f in range(len(images)):
+            mine = owners == f
+            results[f] = (points[mine], vals[mine])
+        return results
+
+
 # ---------------------------------------------------------------- RTMPose
 RTM_MEAN = np.array([123.675, 116.28, 103.53])
 RTM_STD = np.array([58.395, 57.12, 57.375])
@@ -87,7 +135,7 @@ def simcc_to_frame(locs: np.ndarray, input_wh: tuple[int, int], center: np.ndarr
     return locs / np.asarray(input_wh) * scale + center - scale / 2
 
 
-class RTMPoseModel:
+class RTMPoseModel(TopDownModel):
     """DWPose's RTMPose whole-body model
     (``input [1, 3, 384, 288] -> simcc_x [1, 133, 576], simcc_y [1, 133, 768]``)."""
 
@@ -99,38 +147,22 @@ class RTMPoseModel:
         if len(shapes) != 2 or any(len(s) != 3 for s in shapes):
             raise wrong_model(model, "pose keypoint model",
                               "an RTMPose/DWPose model: outputs simcc_x [batch, 133, Wx] and simcc_y [batch, 133, Wy]")
+        super().__init__(model, channel_order)
         names = [n.lower() for n in model.output_names]
         self.x_index = names.index("simcc_x") if "simcc_x" in names else 0
-        self.model = model
-        self.channel_order = channel_order
         self.split_ratio = split_ratio
         h, w = model.input_hw
         self.input_wh = (w or 288, h or 384)
 
-    def __call__(self, images: Sequence[np.ndarray], detections: Sequence[Detections], batch_size: int = 8,
-                 after_batch: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Keypoints ``[M, 133, 2]`` and scores ``[M, 133]`` in frame pixels, per frame."""
-        crops, centers, scales, owners = [], [], [], []
-        for f, (image, found) in enumerate(zip(images, detections)):
-            image = with_channel_order(image, self.channel_order)
-            for box in found.boxes:
-                crop, center, scale = rtmpose_crop(image, box, self.input_wh)
-                crops.append(crop)
-                centers.append(center)
-                scales.append(scale)
-                owners.append(f)
-        results = [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS))) for _ in images]
-        if not crops:
-            return results
-        outs = run_batches(self.model, crops, batch_size, after_batch)
-        simcc_x, simcc_y = np.stack(outs[self.x_index]), np.stack(outs[1 - self.x_index])
+    def crop(self, image: np.ndarray, box: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return rtmpose_crop(image, box, self.input_wh)
+
+    def decode(self, outputs: list[list[np.ndarray]], centers: np.ndarray,
+               scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        simcc_x, simcc_y = np.stack(outputs[self.x_index]), np.stack(outputs[1 - self.x_index])
         locs, vals = simcc_decode(simcc_x, simcc_y, self.split_ratio)
         points = np.stack([simcc_to_frame(loc, self.input_wh, c, s) for loc, c, s in zip(locs, centers, scales)])
-        owners = np.asarray(owners)
-        for f in range(len(images)):
-            mine = owners == f
-            results[f] = (points[mine].astype(np.float64), vals[mine].astype(np.float64))
-        return results
+        return points.astype(np.float64), vals.astype(np.float64)
 
 
 # ---------------------------------------------------------------- ViTPose
@@ -242,7 +274,7 @@ def heatmap_decode(heatmaps: np.ndarray, center: np.ndarray, scale: np.ndarray,
     return out, vals
 
 
-class ViTPoseModel:
+class ViTPoseModel(TopDownModel):
     """Wan2.2-Animate's ViTPose whole-body model (``[1, 3, 256, 192] -> heatmaps [1, 133, 64, 48]``)."""
 
     kind = "vitpose"
@@ -252,8 +284,7 @@ class ViTPoseModel:
         shape = model.output_shapes[0] if model.output_shapes else ()
         if len(shape) != 4:
             raise wrong_model(model, "pose keypoint model", "a ViTPose model: heatmaps [batch, 133, H, W]")
-        self.model = model
-        self.channel_order = channel_order
+        super().__init__(model, channel_order)
         h, w = model.input_hw
         self.input_hw = (h or 256, w or 192)
 
@@ -264,27 +295,13 @@ class ViTPoseModel:
             return np.array([0.0, 0.0, frame_hw[1], frame_hw[0]])
         return np.asarray(box, dtype=np.float64)
 
-    def __call__(self, images: Sequence[np.ndarray], detections: Sequence[Detections], batch_size: int = 8,
-                 after_batch: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        crops, centers, scales, owners = [], [], [], []
-        for f, (image, found) in enumerate(zip(images, detections)):
-            image = with_channel_order(image, self.channel_order)
-            for box, score in zip(found.boxes, found.scores):
-                center, scale = vitpose_center_scale(self.usable_box(box, score, image.shape[:2]), self.input_hw)
-                crops.append(vitpose_crop(image, center, scale, self.input_hw))
-                centers.append(center)
-                scales.append(scale)
-                owners.append(f)
-        results = [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS))) for _ in images]
-        if not crops:
-            return results
-        heatmaps = np.stack(run_batches(self.model, crops, batch_size, after_batch)[0])
-        points, vals = heatmap_decode(heatmaps, np.stack(centers), np.stack(scales))
-        owners = np.asarray(owners)
-        for f in range(len(images)):
-            mine = owners == f
-            results[f] = (points[mine], vals[mine])
-        return results
+    def crop(self, image: np.ndarray, box: np.ndarray, score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        center, scale = vitpose_center_scale(self.usable_box(box, score, image.shape[:2]), self.input_hw)
+        return vitpose_crop(image, center, scale, self.input_hw), center, scale
+
+    def decode(self, outputs: list[list[np.ndarray]], centers: np.ndarray,
+               scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return heatmap_decode(np.stack(outputs[0]), centers, scales)
 
 
 def make_keypoint_model(model: OnnxModel) -> RTMPoseModel | ViTPoseModel:

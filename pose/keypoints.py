@@ -286,7 +286,9 @@ def to_pose_keypoint(frames: Sequence[PoseFrame], confidence: str = "real",
 def scale_frames(frames: Iterable[PoseFrame], width: int, height: int, mode: str = "stretch") -> list[PoseFrame]:
     """Move frames onto a ``width x height`` canvas: ``"stretch"`` scales x and
     y separately; ``"letterbox"`` keeps the aspect ratio and centres the pose
-    (Wan2.2-Animate's ``padding_resize``)."""
+    (Wan2.2-Animate's ``padding_resize``); ``"crop"`` keeps the aspect ratio and
+    fills the canvas, centred (points past the edges keep their coordinates
+    outside the canvas)."""
     out = []
     for frame in frames:
         people = frame.people.copy()
@@ -299,6 +301,9 @@ def scale_frames(frames: Iterable[PoseFrame], width: int, height: int, mode: str
             else:
                 sx = sy = width / frame.width
                 oy = int((height - int(width / frame.width * frame.height)) / 2)
+        elif mode == "crop":
+            sx = sy = max(width / frame.width, height / frame.height)
+            ox, oy = (width - frame.width * sx) / 2, (height - frame.height * sy) / 2
         elif mode != "stretch":
             raise ValueError(f"unknown mode {mode!r}")
         present = people[..., 2] > 0

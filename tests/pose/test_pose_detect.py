@@ -1,6 +1,5 @@
 """Detectors against the reference code's outputs (tests/fixtures/make_pose_decoding_parity.py)
 and end to end on tiny ONNX stand-ins."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -87,18 +86,9 @@ def test_wan_person_order_skips_thin_boxes_and_ranks_by_area():
     assert detect.wan_person_order(rows) == [3, 4]
 
 
-def _tiny():
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", Path(__file__).with_name("tiny_pose_models.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("kind", ["yolox", "yolov10"])
-def test_detector_end_to_end_finds_the_bright_figure(tmp_path, kind):
-    pytest.importorskip("onnx")
-    path = getattr(_tiny(), kind)(tmp_path / f"{kind}.onnx", dynamic=True)
-    det = detect.load_detector(path, device="cpu")
+def test_detector_end_to_end_finds_the_bright_figure(tiny_pose_files, kind):
+    det = detect.load_detector(tiny_pose_files[kind], device="cpu")
     assert det.kind == kind
     frames = np.zeros((3, 360, 480, 3), np.uint8)
     frames[0, 40:300, 100:180] = 230

@@ -1,33 +1,10 @@
 """Frames in, poses out, on tiny ONNX stand-ins: batching, no-person frames, progress."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
-from poseanimate.pose import keypoints as kp  # noqa: E402
-from poseanimate.pose.extract import load_pose_estimator, to_uint8_frames  # noqa: E402
-from poseanimate.pose.people import fill_empty_frames, select_people  # noqa: E402
-
-
-def _tiny():
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", Path(__file__).with_name("tiny_pose_models.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tiny = _tiny()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pose_models")
-    return {name: getattr(tiny, name)(d / f"{name}.onnx", dynamic=True)
-            for name in ("yolox", "yolov10", "rtmpose", "vitpose")}
+from poseanimate.pose import keypoints as kp
+from poseanimate.pose.extract import load_pose_estimator, to_uint8_frames
+from poseanimate.pose.people import fill_empty_frames, select_people
 
 
 def _clip():
@@ -40,8 +17,8 @@ def _clip():
 
 
 @pytest.mark.parametrize("detector,keypoints", [("yolox", "rtmpose"), ("yolov10", "vitpose")])
-def test_extraction_finds_people_and_skips_empty_frames(models, detector, keypoints):
-    estimator = load_pose_estimator(models[keypoints], models[detector], device="cpu")
+def test_extraction_finds_people_and_skips_empty_frames(tiny_pose_files, detector, keypoints):
+    estimator = load_pose_estimator(tiny_pose_files[keypoints], tiny_pose_files[detector], device="cpu")
     seen = []
     poses = estimator(_clip(), when_none_found="skip", batch_size=3, progress=lambda d, t: seen.append((d, t)))
     assert [p.count for p in poses] == [1, 0, 1, 0]
@@ -59,15 +36,15 @@ def test_extraction_finds_people_and_skips_empty_frames(models, detector, keypoi
     assert [p.count for p in filled] == [1, 1, 1, 1]
 
 
-def test_full_frame_fallback_is_the_reference_behaviour(models):
-    estimator = load_pose_estimator(models["rtmpose"], models["yolox"], device="cpu")
+def test_full_frame_fallback_is_the_reference_behaviour(tiny_pose_files):
+    estimator = load_pose_estimator(tiny_pose_files["rtmpose"], tiny_pose_files["yolox"], device="cpu")
     poses = estimator(_clip())
     assert [p.count for p in poses] == [1, 1, 1, 1]               # nobody found: the whole frame is searched
     assert (poses[1].people[0, :, 2] <= 0).all()                 # ... and, on a black frame, finds nothing sure
 
 
-def test_batched_equals_one_by_one(models):
-    estimator = load_pose_estimator(models["vitpose"], models["yolov10"], device="cpu")
+def test_batched_equals_one_by_one(tiny_pose_files):
+    estimator = load_pose_estimator(tiny_pose_files["vitpose"], tiny_pose_files["yolov10"], device="cpu")
     clip = _clip()
     batched = estimator(clip, batch_size=16)
     single = estimator(clip, batch_size=1)
@@ -75,16 +52,16 @@ def test_batched_equals_one_by_one(models):
         np.testing.assert_allclose(a.people, b.people, atol=1e-6)
 
 
-def test_without_a_detector_every_frame_is_one_person(models):
-    estimator = load_pose_estimator(models["rtmpose"], device="cpu")
+def test_without_a_detector_every_frame_is_one_person(tiny_pose_files):
+    estimator = load_pose_estimator(tiny_pose_files["rtmpose"], device="cpu")
     poses = estimator(_clip(), when_none_found="skip")
     assert [p.count for p in poses] == [0, 0, 0, 0]
     poses = estimator(_clip())
     assert [p.count for p in poses] == [1, 1, 1, 1]
 
 
-def test_empty_batch_and_uint8_conversion(models):
-    estimator = load_pose_estimator(models["rtmpose"], models["yolox"], device="cpu")
+def test_empty_batch_and_uint8_conversion(tiny_pose_files):
+    estimator = load_pose_estimator(tiny_pose_files["rtmpose"], tiny_pose_files["yolox"], device="cpu")
     assert estimator(np.zeros((0, 64, 64, 3), np.uint8)) == []
     frames = to_uint8_frames(np.array([[[[0.0, 0.5, 1.0, 0.3]]]], np.float32))
     assert frames.dtype == np.uint8 and frames.tolist() == [[[[0, 128, 255]]]]

@@ -1,6 +1,5 @@
 """RTMPose and ViTPose crops and decoding against the reference code's outputs
 (tests/fixtures/make_pose_decoding_parity.py), and batched == one-by-one."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -68,13 +67,6 @@ def test_heatmap_decoding_matches_reference_within_half_a_pixel(ref):
     np.testing.assert_allclose(vals, ref["hm_probs"][..., 0], atol=1e-7)
 
 
-def _tiny():
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", Path(__file__).with_name("tiny_pose_models.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _frames_with_dots():
     frames = np.zeros((3, 240, 320, 3), np.uint8)
     dots = [[(60, 50), (200, 120)], [(100, 180)], []]
@@ -88,11 +80,10 @@ def _frames_with_dots():
 
 
 @pytest.mark.parametrize("kind,tolerance", [("rtmpose", 1.5), ("vitpose", 3.0)])
-def test_keypoint_model_end_to_end_finds_the_dot_and_batching_changes_nothing(tmp_path, kind, tolerance):
-    pytest.importorskip("onnx")
-    tiny = _tiny()
-    dynamic = km.load_keypoint_model(getattr(tiny, kind)(tmp_path / "dyn.onnx", dynamic=True), "cpu")
-    static = km.load_keypoint_model(getattr(tiny, kind)(tmp_path / "static.onnx", dynamic=False), "cpu")
+def test_keypoint_model_end_to_end_finds_the_dot_and_batching_changes_nothing(tiny_pose, tiny_pose_files, tmp_path,
+                                                                            kind, tolerance):
+    dynamic = km.load_keypoint_model(tiny_pose_files[kind], "cpu")
+    static = km.load_keypoint_model(getattr(tiny_pose, kind)(tmp_path / "static.onnx", dynamic=False), "cpu")
     assert dynamic.model.dynamic_batch and not static.model.dynamic_batch
     frames, boxes, dots = _frames_with_dots()
     rgb = [f for f in frames]

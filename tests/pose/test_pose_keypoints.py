@@ -140,3 +140,15 @@ def test_scale_frames_letterbox_matches_wan_padding():
     assert (out.width, out.height) == (100, 100)
     assert out.people[0, 0].tolist() == [50.0, 25.0 + 25, 0.9]
     assert out.people[0, 1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_scale_frames_crop_fills_the_canvas_centred():
+    people = kp.empty_people(1)
+    people[0, 0] = (100.0, 50.0, 0.9)          # the frame's centre
+    people[0, 2] = (0.0, 0.0, 0.5)             # its top-left corner
+    frame = kp.PoseFrame(people, 200, 100)
+    out = kp.scale_frames([frame], 100, 100, mode="crop")[0]
+    assert (out.width, out.height) == (100, 100)
+    assert out.people[0, 0].tolist() == [50.0, 50.0, 0.9]       # scale 1 (height fills), centred
+    assert out.people[0, 2].tolist() == [-50.0, 0.0, 0.5]      # cut off: left of the canvas
+    assert out.people[0, 1].tolist() == [0.0, 0.0, 0.0]

@@ -16,9 +16,12 @@ on a pooled copy of its input and adds a negligible multiple of it to its
 outputs: the real models end in dense layers too, whose cost per image falls
 when images come in batches (bench/pose_batching.py uses this).
 
-Used by tests/pose and bench/pose_batching.py (loaded by file path).
+Used by tests/pose (through its conftest's fixtures), tests/nodes and
+bench/pose_batching.py (loaded by file path).
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -154,3 +157,14 @@ def vitpose(path, dynamic: bool = True, input_hw=(256, 192), keypoints: int = 13
     return g.save(path, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [b, 3, h, w])],
                   [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [b, keypoints, h // 4, w // 4])],
                   {"heatmaps": out})
+
+
+KINDS = ("yolox", "yolov10", "rtmpose", "vitpose")
+
+
+def build_all(folder, dynamic: bool = True, names: dict | None = None) -> dict:
+    """One model of each kind in ``folder``: ``{kind: path}``. ``names`` maps a
+    kind to its file name (default ``<kind>.onnx``), e.g. the real models' names."""
+    names = names or {}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return {kind: globals()[kind](Path(folder) / names.get(kind, f"{kind}.onnx"), dynamic=dynamic) for kind in KINDS}
