@@ -51,7 +51,7 @@ from .unianimate_encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
 from .unianimate_weights import UniAnimateWeights, load_unianimate, parse_unianimate
 
 __all__ = ["UniAnimateConditioning", "UniAnimateEncoders", "UniAnimateWeights", "build_unianimate_conditioning",
-           "image_condition", "load_unianimate", "parse_unianimate"]
+           "fit_image", "image_condition", "load_unianimate", "parse_unianimate"]
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def build_unianimate_conditioning(encoders: UniAnimateEncoders, ref_latent_y: to
     geometry = VideoGeometry(frames=latent_count, height=h, width=w)
     height, width = h * REF_STRIDE, w * REF_STRIDE
     poses = _fit_pose_frames(pose_frames, frames, height, width)
-    ref_pose = _fit_reference_pose(ref_pose_image, height, width)
+    ref_pose = fit_image(ref_pose_image, height, width)
     _check_context(context, "positive prompt")
     if negative_context is not None:
         _check_context(negative_context, "negative prompt")
@@ -235,20 +235,19 @@ def _fit_pose_frames(pose_frames: torch.Tensor, frames: int, height: int, width:
     return poses
 
 
-def _fit_reference_pose(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The reference pose ``[H, W, 3]`` at the video's size; an image of another shape is refused."""
+def fit_image(image: torch.Tensor, height: int, width: int, name: str = "reference pose") -> torch.Tensor:
+    """One image ``[H, W, 3]`` at the video's size: resized when only its size differs, refused when its shape does."""
     if torch.is_tensor(image) and image.dim() == 4 and image.shape[0] == 1:
         image = image[0]
     if not torch.is_tensor(image) or not image.is_floating_point() or image.dim() != 3 or image.shape[-1] != 3:
-        raise InputError("reference pose", f"has shape {list(getattr(image, 'shape', []))}",
-                         "one rendered pose IMAGE [height, width, 3], floats in 0..1")
+        raise InputError(name, f"has shape {list(getattr(image, 'shape', []))}",
+                         "one IMAGE [height, width, 3], floats in 0..1")
     got_h, got_w = image.shape[:2]
     if (got_h, got_w) == (height, width):
         return image
     if abs((got_w / got_h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
-        raise InputError("reference pose", f"is {got_w}x{got_h} pixels, a different shape from the "
-                         f"{width}x{height} video", f"the reference pose rendered at {width}x{height} (or the same "
-                         "aspect ratio)")
+        raise InputError(name, f"is {got_w}x{got_h} pixels, a different shape from the "
+                         f"{width}x{height} video", f"an image of {width}x{height} pixels (or the same aspect ratio): crop or pad it first")
     resized = F.interpolate(image.permute(2, 0, 1).unsqueeze(0).float(), size=(height, width), mode="bilinear",
                             align_corners=False, antialias=True)
     return resized[0].permute(1, 2, 0).clamp(0.0, 1.0)

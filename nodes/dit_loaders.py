@@ -89,9 +89,13 @@ class PoseAnimateLoRA:
     def apply(self, dit: DiTHandle, lora_name: str, strength: float) -> tuple[DiTHandle]:
         if not isinstance(dit, DiTHandle):
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of PoseAnimate Load Wan DiT")
-        lora = load_lora(host.model_file("loras", lora_name), dit.model)
-        managed = host.add_lora_patches(dit.managed, lora.updates, strength)
-        return (replace(dit, managed=managed, loras=dit.loras + ((lora, float(strength)),)),)
+        return (with_lora(dit, load_lora(host.model_file("loras", lora_name), dit.model), strength),)
+
+
+def with_lora(dit: DiTHandle, lora: Lora, strength: float) -> DiTHandle:
+    """A new handle with ``lora`` added: the host's weight patches inside ComfyUI, merged at sampling outside."""
+    managed = host.add_lora_patches(dit.managed, lora.updates, strength)
+    return replace(dit, managed=managed, loras=dit.loras + ((lora, float(strength)),))
 
 
 NODES = {"PoseAnimateDiTLoader": (PoseAnimateDiTLoader, "Load Wan DiT (PoseAnimate)"),

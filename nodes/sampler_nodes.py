@@ -97,6 +97,9 @@ class PoseAnimateSampler:
                                       windows, progress=lambda done, total: None,
                                       callback=lambda i, x, x0: progress.update(1, preview=x0))
         finally:
+            release = getattr(conditioning, "clear_cache", None)
+            if callable(release):
+                release()  # per-run caches (pose tokens) are not kept in the host's node-output cache
             host.free_memory()
         return ({"samples": to_vae_space(latent).cpu()},)
 

@@ -48,6 +48,8 @@ trap 'rm -f "$constraints"' EXIT
 echo "torch==$TORCH_VERSION" > "$constraints"
 "$VPY" -m pip install -r "$COMFYUI_ROOT/requirements.txt" -c "$constraints"
 "$VPY" -m pip install -c "$constraints" requests safetensors einops pytest
+# what the pack's install.py would add (CPU builds here: the headless OpenCV and the CPU onnxruntime)
+"$VPY" -m pip install -c "$constraints" opencv-python-headless onnxruntime
 
 # The torchvision patch (see the header). Matches only the unpatched lines.
 meta="$("$VPY" - <<'EOF'

@@ -1,0 +1,87 @@
+"""A whole set of tiny random-weight model files under the real file names.
+
+For the end-to-end tests (with and without ComfyUI) and for trying the
+workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
+LoRA + pose encoders, and the Wan 2.1 VAE, written in the formats users
+download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
+each under the name the README's model table gives. The videos they make
+are noise; every code path they take is the real one.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .tiny import save_comfy_single_file, tiny_wan_state_dict, wan_official_shapes
+from .wan.vae import WanVAE, WanVAEConfig
+
+DIT_FILE = "wan2.1_i2v_480p_14B_fp16.safetensors"
+UNIANIMATE_FILE = "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
+VAE_FILE = "wan_2.1_vae.safetensors"
+LORA_RANK = 4
+
+
+def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128, seed: int = 0,
+                          **widths) -> dict[str, torch.Tensor]:
+    """UniAnimate-DiT's released layout (``pipe.dit.blocks...lora_{A,B}.default.weight`` and the two
+    encoders at the top level) for a tiny I2V DiT; LoRA updates and encoder outputs kept small."""
+    from ..methods.unianimate_encoders import expected_shapes
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = wan_official_shapes("i2v", dim=dim, num_layers=num_layers, ffn_dim=ffn_dim, **widths)
+    state: dict[str, torch.Tensor] = {}
+    for i in range(num_layers):
+        targets = [f"blocks.{i}.{a}.{p}" for a in ("self_attn", "cross_attn") for p in "qkvo"]
+        for target in targets + [f"blocks.{i}.ffn.0", f"blocks.{i}.ffn.2"]:
+            out_f, in_f = shapes[f"{target}.weight"]
+            state[f"pipe.dit.{target}.lora_A.default.weight"] = torch.randn(LORA_RANK, in_f, generator=g) / math.sqrt(in_f)
+            state[f"pipe.dit.{target}.lora_B.default.weight"] = 0.05 * torch.randn(out_f, LORA_RANK, generator=g)
+    for key, shape in expected_shapes(dim).items():
+        fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
+        scale = 1.0 / math.sqrt(fan_in) if len(shape) > 1 else 0.02
+        state[key] = scale * torch.randn(shape, generator=g)
+    return state
+
+
+def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A Wan 2.1 VAE with random weights that keep activations in range (``dim`` 96 is the real size)."""
+    g = torch.Generator().manual_seed(seed)
+    model = WanVAE(WanVAEConfig(dim=dim))
+    state = {}
+    for name, p in model.state_dict().items():
+        if name.endswith("gamma"):
+            value = 1 + 0.1 * torch.randn(p.shape, generator=g)
+        elif p.dim() >= 2:
+            value = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+        else:
+            value = 0.05 * torch.randn(p.shape, generator=g)
+        if ".residual.6." in name or name.endswith("proj.weight"):
+            value = value * 0.1
+        state[name] = value
+    return state
+
+
+def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
+                           seed: int = 0) -> dict[str, Path]:
+    """Write the DiT, UniAnimate and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
+
+    ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
+    take the host's real encoder outputs); ``vae_dim`` 96 writes a VAE of the
+    real size, which the host's own VAE loader requires.
+    """
+    from safetensors.torch import save_file
+
+    root = Path(models_dir)
+    paths = {"dit": root / "diffusion_models" / DIT_FILE, "unianimate": root / "loras" / UNIANIMATE_FILE,
+             "vae": root / "vae" / VAE_FILE}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    widths = {"text_dim": text_dim, "clip_dim": clip_dim}
+    save_comfy_single_file(tiny_wan_state_dict("i2v", seed=seed, **widths), paths["dit"], dtype=torch.float16,
+                           num_heads=2)
+    torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])
+    save_file({k: v.to(torch.float16).contiguous() for k, v in vae_state_dict(vae_dim, seed + 2).items()},
+              str(paths["vae"]))
+    return paths

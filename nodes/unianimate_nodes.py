@@ -1,0 +1,151 @@
+"""UniAnimate-DiT nodes: load its LoRA and pose encoders, build its conditioning.
+
+Thin: checks, core calls (methods/unianimate*.py), handles out. Sampling is
+the pack's one sampler node; decoding is any Wan 2.1 VAE decode node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .. import host
+from ..errors import InputError
+from ..host_types import clip_features, text_context, video_vae
+from ..methods.unianimate import UniAnimateConditioning, build_unianimate_conditioning, fit_image, load_unianimate
+from ..methods.unianimate_encoders import UniAnimateEncoders
+from ..models.wan.config import WanDiTConfig
+from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
+from .sampler_nodes import CONDITIONING_TYPE
+from .vae_nodes import VAE_TYPES
+
+UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
+
+CATEGORY = "PoseAnimate/UniAnimate-DiT"
+GRAY = 0.5  # the empty frames after the reference image: 0 in Wan's -1..1 pixel space
+
+
+@dataclass(frozen=True)
+class UniAnimateHandle:
+    """UniAnimate's pose encoders, with the DiT config they were checked against."""
+
+    encoders: UniAnimateEncoders
+    config: WanDiTConfig
+
+
+class PoseAnimateUniAnimateLoader:
+    DESCRIPTION = ("Loads UniAnimate-DiT's file (UniAnimate-Wan2.1-14B-Lora-12000.ckpt or a .safetensors repack): "
+                   "adds its LoRA to the Wan 2.1 I2V 14B DiT and returns its pose encoders.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (DIT_TYPE, UNIANIMATE_TYPE)
+    RETURN_NAMES = ("dit", "unianimate")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "dit": (DIT_TYPE, {"tooltip": "Wan 2.1 I2V 14B (480p or 720p) from Load Wan DiT (PoseAnimate)."}),
+            "unianimate_name": (host.list_model_files("loras"), {
+                "tooltip": "UniAnimate-DiT's file in ComfyUI/models/loras (from huggingface ZheWang123/UniAnimate-DiT:"
+                           " UniAnimate-Wan2.1-14B-Lora-12000.ckpt)."}),
+            "lora_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                                        "tooltip": "Strength of UniAnimate's LoRA; 1.0 is what it was trained with."}),
+        }}
+
+    def load(self, dit: DiTHandle, unianimate_name: str, lora_strength: float) -> tuple[DiTHandle, UniAnimateHandle]:
+        if not isinstance(dit, DiTHandle):
+            raise InputError("dit", f"is a {type(dit).__name__}", "the output of Load Wan DiT (PoseAnimate)")
+        weights = load_unianimate(host.model_file("loras", unianimate_name), dit.model)
+        encoders = weights.encoders.to(host.compute_device()).eval()
+        return with_lora(dit, weights.lora, lora_strength), UniAnimateHandle(encoders, dit.info.config)
+
+
+class PoseAnimateUniAnimateConditioning:
+    DESCRIPTION = ("UniAnimate-DiT's conditioning: the reference image (through the VAE and CLIP vision), the "
+                   "rendered driving poses (pose tokens) and the reference image's own rendered pose. The video "
+                   "takes the pose frames' size; fewer pose frames than requested are padded with the last pose.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (CONDITIONING_TYPE,)
+    RETURN_NAMES = ("conditioning",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "unianimate": (UNIANIMATE_TYPE, {"tooltip": "From Load UniAnimate-DiT (PoseAnimate)."}),
+            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."}),
+            "positive": ("CONDITIONING", {"tooltip": "The prompt, from CLIP Text Encode with the umT5 text encoder "
+                                                     "(Load CLIP, type wan)."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt (used when cfg > 1)."}),
+            "reference_image": ("IMAGE", {"tooltip": "The character to animate; resized to the video's size (it "
+                                                     "must have the same aspect ratio as the pose frames)."}),
+            "pose_video": ("IMAGE", {"tooltip": "The driving poses, rendered with Render Poses style 'unianimate' "
+                                                "at the video's size (width and height multiples of 16)."}),
+            "reference_pose": ("IMAGE", {"tooltip": "The reference image's own pose, rendered the same way."}),
+            "frames": ("INT", {"default": 81, "min": 0, "max": 100001, "step": 1,
+                               "tooltip": "Video length in frames, 4k+1 (81 = one window). 0: as many as the pose "
+                                          "frames. Longer videos are made in overlapping windows by the sampler."}),
+            "pose_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
+                                        "tooltip": "Multiplies the pose tokens; below 1 follows the pose more loosely."}),
+            "pose_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                     "tooltip": "Fraction of the steps after which the pose is applied."}),
+            "pose_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                   "tooltip": "Fraction of the steps after which the pose is no longer applied."}),
+        }, "optional": {
+            "clip_vision_output": ("CLIP_VISION_OUTPUT", {
+                "tooltip": "The reference image through CLIP Vision Encode (clip_vision_h, crop none); "
+                           "needed by Wan 2.1 I2V."}),
+        }}
+
+    def build(self, unianimate: UniAnimateHandle, vae: Any, positive: Any, negative: Any,
+              reference_image: torch.Tensor, pose_video: torch.Tensor, reference_pose: torch.Tensor, frames: int,
+              pose_strength: float, pose_start: float, pose_end: float,
+              clip_vision_output: Any = None) -> tuple[UniAnimateConditioning]:
+        if not isinstance(unianimate, UniAnimateHandle):
+            raise InputError("unianimate", f"is a {type(unianimate).__name__}",
+                             "the second output of Load UniAnimate-DiT (PoseAnimate)")
+        config = unianimate.config
+        context = text_context(positive, "positive", config.text_dim)
+        negative_context = text_context(negative, "negative", config.text_dim)
+        clip = None
+        if config.has_image_branch:
+            if clip_vision_output is None:
+                raise InputError("clip_vision_output", "is missing: this Wan 2.1 I2V model needs the reference "
+                                 "image's CLIP vision features", "CLIP Vision Encode (clip_vision_h) of the "
+                                 "reference image")
+            clip = clip_features(clip_vision_output, "clip_vision_output", config.image_embed_dim)
+        if not torch.is_tensor(pose_video) or pose_video.dim() != 4 or pose_video.shape[0] == 0:
+            raise InputError("pose_video", f"has shape {list(getattr(pose_video, 'shape', []))}",
+                             "a batch of rendered pose frames [frames, height, width, 3]")
+        count = frames or int(pose_video.shape[0])
+        height, width = int(pose_video.shape[1]), int(pose_video.shape[2])
+        _check_video_size(height, width)
+        _check_frame_count(count, "frames" if frames else "pose_video")
+        reference = fit_image(reference_image[..., :3], height, width, "reference_image")
+        vae_input = torch.full((count, height, width, 3), GRAY, dtype=torch.float32)
+        vae_input[0] = reference
+        latent = video_vae(vae).encode(vae_input)
+        return (build_unianimate_conditioning(
+            unianimate.encoders, latent, reference_pose[..., :3], pose_video[..., :3], context, negative_context,
+            clip, pose_strength, pose_start, pose_end, frames=count),)
+
+
+def _check_video_size(height: int, width: int) -> None:
+    for name, size in (("height", height), ("width", width)):
+        if size % 16:
+            lower = size - size % 16
+            raise InputError("pose_video", f"{name} {size} is not a multiple of 16",
+                             f"a {name} of {lower or 16} or {lower + 16} pixels (render the poses at that size)")
+
+
+def _check_frame_count(count: int, name: str) -> None:
+    if (count - 1) % 4:
+        lower = count - (count - 1) % 4
+        raise InputError(name, f"{count} frames is not of the form 4k+1 that Wan's VAE needs",
+                         f"{lower} or {lower + 4} frames" if lower > 0 else "5 frames")
+
+
+NODES = {"PoseAnimateUniAnimateLoader": (PoseAnimateUniAnimateLoader, "Load UniAnimate-DiT (PoseAnimate)"),
+         "PoseAnimateUniAnimateConditioning": (PoseAnimateUniAnimateConditioning,
+                                               "UniAnimate-DiT Conditioning (PoseAnimate)")}

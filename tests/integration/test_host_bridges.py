@@ -1,0 +1,106 @@
+"""The host's VAE, CONDITIONING and CLIP_VISION_OUTPUT objects into the pack's nodes, inside ComfyUI's python.
+
+One probe process imports the real host, loads a real-size (random-weight)
+Wan 2.1 VAE with the host's own VAELoader, makes CONDITIONING and
+CLIP_VISION_OUTPUT objects of the host's types, feeds them to the UniAnimate
+conditioning node, and compares every tensor with the core path (tensors in,
+the pack's own VAE).
+"""
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_PROBE = textwrap.dedent("""
+    import json, sys
+    comfy_root, repo_root, base = sys.argv[1:4]
+    sys.argv = ["probe", "--cpu", "--base-directory", base]
+    sys.path.insert(0, comfy_root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    sys.path.insert(0, repo_root)
+    import standalone
+    sys.path.remove(repo_root)
+    standalone.load_pack()
+    import torch
+    import comfy.clip_vision
+    import nodes as host_nodes
+    from poseanimate.host_types import HostVAE
+    from poseanimate.methods.unianimate import build_unianimate_conditioning
+    from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE
+    from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader
+    from poseanimate.nodes.unianimate_nodes import GRAY, PoseAnimateUniAnimateConditioning, PoseAnimateUniAnimateLoader
+    from poseanimate.nodes.vae_nodes import PoseAnimateVAEDecode, PoseAnimateVAELoader
+
+    (host_vae,) = host_nodes.VAELoader().load_vae(VAE_FILE)
+    (pack_vae,) = PoseAnimateVAELoader().load(VAE_FILE, "fp32", 0, 8)
+    (dit,) = PoseAnimateDiTLoader().load(DIT_FILE, "fp32", "fp32", "sdpa")
+    dit, unianimate = PoseAnimateUniAnimateLoader().load(dit, UNIANIMATE_FILE, 1.0)
+
+    g = torch.Generator().manual_seed(0)
+    frames, h, w = 5, 32, 48
+    reference = torch.rand(1, h, w, 3, generator=g)
+    poses = torch.rand(frames, h, w, 3, generator=g)
+    ref_pose = torch.rand(1, h, w, 3, generator=g)
+    emb = torch.zeros(1, 512, 4096); emb[:, :6] = torch.randn(1, 6, 4096, generator=g)
+    neg = torch.zeros(1, 512, 4096); neg[:, :3] = torch.randn(1, 3, 4096, generator=g)
+    clip_out = comfy.clip_vision.Output()
+    clip_out["penultimate_hidden_states"] = torch.randn(1, 257, 1280, generator=g)
+
+    node = PoseAnimateUniAnimateConditioning()
+    args = (reference, poses, ref_pose, frames, 1.0, 0.0, 1.0)
+    (via_host,) = node.build(unianimate, host_vae, [[emb, {"pooled_output": None}]], [[neg, {}]], *args, clip_out)
+    (via_pack,) = node.build(unianimate, pack_vae, [[emb, {"pooled_output": None}]], [[neg, {}]], *args, clip_out)
+    vae_input = torch.full((frames, h, w, 3), GRAY); vae_input[0] = reference[0]
+    core = build_unianimate_conditioning(unianimate.encoders, pack_vae.encode(vae_input), ref_pose, poses, emb, neg,
+                                         clip_out["penultimate_hidden_states"], frames=frames)
+
+    def rel(a, b):
+        return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+    latent = torch.randn(1, 16, 2, h // 8, w // 8, generator=g)
+    (img_host,) = PoseAnimateVAEDecode().decode({"samples": latent}, host_vae)
+    (img_pack,) = PoseAnimateVAEDecode().decode({"samples": latent}, pack_vae)
+    out = {
+        "host_vae_type": type(host_vae).__module__ + "." + type(host_vae).__name__,
+        "context_equal": bool(torch.equal(via_host.context, core.context)),
+        "negative_equal": bool(torch.equal(via_host.negative_context, core.negative_context)),
+        "clip_equal": bool(torch.equal(via_host.clip_fea, core.clip_fea)),
+        "y_pack_equal": bool(torch.equal(via_pack.y, core.y)),
+        "y_host_rel": rel(via_host.y, core.y),
+        "decode_shape": list(img_host.shape),
+        "decode_rel": rel(img_host, img_pack),
+    }
+    try:
+        node.build(unianimate, host_vae, [[torch.randn(1, 77, 768), {}]], [[neg, {}]], *args, clip_out)
+    except Exception as err:
+        out["wrong_family"] = type(err).__name__ + ": " + str(err)
+    print("PROBE" + json.dumps(out))
+""")
+
+
+def test_host_objects_give_the_core_tensors(host_paths, comfy_base, tmp_path):
+    from poseanimate.models.tiny_files import VAE_FILE, vae_state_dict, write_tiny_model_files
+    models = comfy_base / "models"
+    write_tiny_model_files(models, text_dim=4096, clip_dim=1280)
+    # the host's VAELoader builds the real-size Wan 2.1 VAE whatever the file holds: write one of that size
+    save_file({k: v.contiguous() for k, v in vae_state_dict(dim=96, seed=4).items()}, str(models / "vae" / VAE_FILE))
+    proc = subprocess.run([host_paths.python, "-c", _PROBE, str(host_paths.root), str(REPO_ROOT), str(comfy_base)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")]
+    assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    out = json.loads(lines[-1][len("PROBE"):])
+    print(out)
+    assert out["host_vae_type"] == "comfy.sd.VAE"
+    assert out["context_equal"] and out["negative_equal"] and out["clip_equal"]
+    assert out["y_pack_equal"]
+    # the host's VAE computes the same network in its own code: float32 on the CPU, rounding differences only
+    assert out["y_host_rel"] < 1e-4, out
+    assert out["decode_shape"] == [5, 32, 48, 3]
+    assert out["decode_rel"] < 1e-3, out
+    assert "positive" in out["wrong_family"] and "768" in out["wrong_family"], out
