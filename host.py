@@ -245,3 +245,31 @@ def model_file(folder: str, name: str) -> str:
         raise InputError(f"model file '{name}'", f"was not found in {root}",
                          "the file placed there (see the README's model table)")
     return str(path)
+
+
+# ---------------------------------------------------------------- canvas previews
+def temp_preview_images(images: Any, prefix: str = "poseanimate_preview") -> list[dict[str, str]]:
+    """Save small preview frames (uint8 ``[N, H, W, 3]``) as JPEG files in the host's
+    temp folder, for a node's UI output; the front end fetches them from ``/view``.
+
+    Returns one ``{"filename", "subfolder", "type": "temp"}`` per frame, the way the
+    host's own preview nodes describe images. The host empties its temp folder when
+    it starts. Outside the host there is no front end to show them: nothing is
+    written and the list is empty.
+    """
+    if not in_host():
+        return []
+    import uuid
+
+    import folder_paths
+    from PIL import Image
+    subfolder = "poseanimate"
+    folder = os.path.join(folder_paths.get_temp_directory(), subfolder)
+    os.makedirs(folder, exist_ok=True)
+    run = uuid.uuid4().hex[:12]
+    saved = []
+    for i, image in enumerate(images):
+        name = f"{prefix}_{run}_{i:04d}.jpg"
+        Image.fromarray(image).save(os.path.join(folder, name), quality=85)
+        saved.append({"filename": name, "subfolder": subfolder, "type": "temp"})
+    return saved

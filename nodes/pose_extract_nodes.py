@@ -14,9 +14,11 @@ from ..pose.people import FILL_POLICIES, SELECT_MODES, fill_empty_frames, select
 from ..pose.smoothing import one_euro
 from .pose_io import (CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_out,
                       progress_callback)
+from .pose_preview import preview_ui
 
 if TYPE_CHECKING:
     from ..pose.extract import PoseEstimator
+    from ..pose.keypoints import PoseFrame
 
 POSE_MODEL_TYPE = "POSEANIMATE_POSE_MODEL"
 DEVICES = ("auto", "cpu", "cuda")
@@ -120,11 +122,12 @@ def overlay(frames: np.ndarray, skeletons: np.ndarray) -> np.ndarray:
 class PoseAnimateExtractPoses:
     DESCRIPTION = ("Finds the people in each frame and their whole-body keypoints (body, feet, hands, face) with "
                    "real confidences, as POSE_KEYPOINT in the frames' pixels. Chooses who to keep, fills frames "
-                   "where nobody was found, and can smooth jitter. The preview draws what was found over the frames.")
+                   "where nobody was found, and can smooth jitter. The preview draws what was found over the frames; "
+                   "after a run the node itself plays the skeletons over the frames.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (POSE_KEYPOINT, "IMAGE")
     RETURN_NAMES = ("poses", "preview")
-    FUNCTION = "extract"
+    FUNCTION = "extract_with_canvas_preview"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -159,9 +162,28 @@ class PoseAnimateExtractPoses:
                                       "is faster on a GPU and uses more memory."}),
         }}
 
+    def extract_with_canvas_preview(self, **inputs) -> dict:
+        """The host's entry: :meth:`extract`, plus the skeletons and frames the node plays on the canvas."""
+        frames, poses = self._extract(**inputs)
+        return {"ui": preview_ui("extract", poses, frames, fps=inputs["fps"]),
+                "result": self._outputs(frames, poses)}
+
     def extract(self, images, pose_model: PoseModelHandle, people: str, person_index: int, empty_frames: str,
                 smoothing: bool, min_cutoff: float, beta: float, fps: float,
                 batch_size: int) -> tuple[list[dict], torch.Tensor]:
+        """POSE_KEYPOINT and the preview IMAGE (scripts and tests call this; the host calls the entry above)."""
+        return self._outputs(*self._extract(images, pose_model, people, person_index, empty_frames, smoothing,
+                                            min_cutoff, beta, fps, batch_size))
+
+    @staticmethod
+    def _outputs(frames: np.ndarray, poses: list[PoseFrame]) -> tuple[list[dict], torch.Tensor]:
+        preview = overlay(frames, opencv_core("render").render_poses(poses, style="openpose"))
+        return poses_out(poses), image_out(preview)
+
+    def _extract(self, images, pose_model: PoseModelHandle, people: str, person_index: int, empty_frames: str,
+                 smoothing: bool, min_cutoff: float, beta: float, fps: float,
+                 batch_size: int) -> tuple[np.ndarray, list[PoseFrame]]:
+        """The uint8 frames and the poses found in them."""
         frames = opencv_core("extract").to_uint8_frames(image_frames(images, "images"))
         if not isinstance(pose_model, PoseModelHandle):
             raise InputError("pose_model", f"is a {type(pose_model).__name__}",
@@ -188,8 +210,7 @@ class PoseAnimateExtractPoses:
             poses = fill_empty_frames(poses, empty_frames)
         if smoothing:
             poses = one_euro(poses, min_cutoff=min_cutoff, beta=beta, fps=fps)
-        preview = overlay(frames, opencv_core("render").render_poses(poses, style="openpose"))
-        return poses_out(poses), image_out(preview)
+        return frames, poses
 
 
 NODES = {"PoseAnimatePoseModelLoader": (PoseAnimatePoseModelLoader, "Load Pose Models (PoseAnimate)"),

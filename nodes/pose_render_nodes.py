@@ -7,6 +7,7 @@ from ..errors import InputError
 from ..pose.keypoints import BODY, PoseFrame, scale_frames
 from ..pose.retarget import retarget_unianimate, retarget_wan_animate
 from .pose_io import CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_in, poses_out
+from .pose_preview import preview_ui
 
 STYLES = ("openpose", "unianimate", "wan_animate")     # pose/render.py's styles (it needs OpenCV to import)
 RETARGET_METHODS = ("unianimate", "wan_animate", "none")
@@ -36,11 +37,11 @@ class PoseAnimateRetargetPoses:
     DESCRIPTION = ("Moves the driving motion onto the reference character's body: every bone gets the "
                    "reference's length, the body stands where the reference stands, and the motion (directions, "
                    "travel) stays the driving video's. Output poses are in the reference image's pixels. The "
-                   "first person of each frame is retargeted.")
+                   "first person of each frame is retargeted. After a run the node plays the retargeted skeletons.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (POSE_KEYPOINT,)
     RETURN_NAMES = ("poses",)
-    FUNCTION = "retarget"
+    FUNCTION = "retarget_with_canvas_preview"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -69,6 +70,11 @@ class PoseAnimateRetargetPoses:
                                    "tooltip": "wan_animate only. A hand's wrist point must reach this confidence "
                                               "to anchor the hand on the body's wrist."}),
         }}
+
+    def retarget_with_canvas_preview(self, **inputs) -> dict:
+        """The host's entry: :meth:`retarget`, plus the skeletons the node plays on the canvas."""
+        (poses,) = self.retarget(**inputs)
+        return {"ui": preview_ui("retarget", poses_in(poses, "poses")), "result": (poses,)}
 
     def retarget(self, driving_poses, reference_pose, method: str, unianimate_space: str, keep_bone_lengths: bool,
                  wan_min_confidence: float, wan_hand_threshold: float) -> tuple[list[dict]]:
@@ -107,11 +113,11 @@ class PoseAnimateRenderPoses:
     DESCRIPTION = ("Draws poses as the images the animation models were trained on. unianimate: UniAnimate-DiT's "
                    "pose frames (body, feet and hands, channels in BGR order as its model saw them); wan_animate: "
                    "Wan2.2-Animate's pose video; openpose: DWPose/ControlNet style with the face. 'auto' settings "
-                   "follow the style's reference.")
+                   "follow the style's reference. After a run the node plays the drawn frames.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
-    FUNCTION = "render"
+    FUNCTION = "render_with_canvas_preview"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -144,6 +150,11 @@ class PoseAnimateRenderPoses:
                             "tooltip": "auto: what the style's model was trained on (unianimate: BGR, the "
                                        "channels swapped as in UniAnimate-DiT's training data; others: RGB)."}),
         }}
+
+    def render_with_canvas_preview(self, **inputs) -> dict:
+        """The host's entry: :meth:`render`, plus the drawn frames the node plays on the canvas."""
+        (images,) = self.render(**inputs)
+        return {"ui": preview_ui("render", images=images), "result": (images,)}
 
     def render(self, poses, style: str, width: int, height: int, fit: str, body: bool, hands: bool, face: str,
                feet: str, color_order: str) -> tuple[torch.Tensor]:

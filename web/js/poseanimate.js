@@ -1,6 +1,8 @@
-// ComfyUI-PoseAnimate canvas extension: marks the pack's nodes so they are easy to find on the canvas.
-// (The pose preview with a frame scrubber lands with the pose nodes.)
-import { app } from "../../scripts/app.js";
+// ComfyUI-PoseAnimate canvas extension: colours the pack's nodes so they are easy to find on the canvas, and
+// plays a pose node's skeletons inside the node after it ran (web/js/pose_preview.js).
+// The pack's files are served under /extensions/<pack folder>/js/, so the host's scripts are three levels up.
+import { app } from "../../../scripts/app.js";
+import { PREVIEW_KEY, showPosePreview } from "./pose_preview.js";
 
 app.registerExtension({
   name: "PoseAnimate.core",
@@ -11,6 +13,13 @@ app.registerExtension({
       const result = onNodeCreated?.apply(this, arguments);
       this.color = "#2a3f5a";
       this.bgcolor = "#1e2c3f";
+      return result;
+    };
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output) {
+      const result = onExecuted?.apply(this, arguments);
+      const payload = output?.[PREVIEW_KEY]?.[0];
+      if (payload) showPosePreview(this, payload);
       return result;
     };
   },

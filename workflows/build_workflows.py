@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Build the shipped workflows, both formats, from one description each.
+
+Each workflow is described once, below, as plain data: nodes with an id, a
+class type, a canvas position, widget values by input NAME and links by
+``(from node id, output index)``. This script turns a description into
+
+* ``workflows/<name>.json``: the canvas (UI) format to drag into ComfyUI, and
+* ``workflows/<name>.api.json``: the API format to queue headlessly
+  (``tools/queue_workflow.py``),
+
+using a ComfyUI's ``/object_info`` for what a description does not say: the
+order of the widgets, their defaults, the input sockets, the output types.
+``tests/browser/test_workflows_in_frontend.py`` loads every UI file into the
+real front end and checks that the prompt it makes equals the API file.
+
+Usage (the standard library only; a ComfyUI with this pack must be running,
+or a saved ``/object_info``)::
+
+    python workflows/build_workflows.py --server http://127.0.0.1:8188
+    python workflows/build_workflows.py --object-info object_info.json [--check] [NAME ...]
+
+``--check`` compares with the files on disk and exits 1 when one differs.
+See workflows/README.md for the description format.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCALARS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")  # the front end adds an "upload" widget
+LEGACY_SEED_NAMES = ("seed", "noise_seed")     # INT inputs the front end gives a control_after_generate widget
+
+
+# ---------------------------------------------------------------- the description format
+@dataclass
+class Node:
+    """One node. ``widgets``: values by input name (others take the node's defaults).
+    ``links``: input name -> (from node id, output index); an input that is a widget
+    may be linked too. ``controls``: control_after_generate of seed-like widgets
+    (default "fixed", so the workflow reruns with the seed it was saved with)."""
+
+    id: int
+    class_type: str
+    pos: tuple[float, float]
+    widgets: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, tuple[int, int]] = field(default_factory=dict)
+    title: str | None = None
+    size: tuple[float, float] | None = None
+    controls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Note:
+    """A text note on the canvas (the front end's Note node; not part of the API format)."""
+
+    id: int
+    pos: tuple[float, float]
+    text: str
+    size: tuple[float, float] = (420.0, 200.0)
+    title: str = "Note"
+
+
+@dataclass
+class Workflow:
+    name: str                       # file names: <name>.json and <name>.api.json
+    nodes: list[Node | Note]
+
+
+# ---------------------------------------------------------------- the shipped workflows
+POSE_MODELS_NOTE = """Pose extraction (PoseAnimate)
+
+Model files (put them in ComfyUI/models/poseanimate_pose/):
+- yolox_l.onnx          person detector, from Hugging Face yzd-v/DWPose
+- dw-ll_ucoco_384.onnx  whole-body keypoints (DWPose), from Hugging Face yzd-v/DWPose
+
+Put the driving video into ComfyUI/input/ (or upload it in Load Video).
+Extract Poses plays the skeletons over the frames inside the node after a run.
+Render Poses: style "openpose" for ControlNet-style pose videos, "unianimate" for UniAnimate-DiT
+(its model saw the colour channels swapped), "wan_animate" for Wan2.2-Animate.
+The pose video is saved to ComfyUI/output/poseanimate/."""
+
+WORKFLOWS = [
+    Workflow("pose_extraction", [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "PoseAnimatePoseModelLoader", (400, 260),
+             widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
+        Node(4, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (3, 0), "fps": (2, 2)},
+             size=(360, 620)),
+        Node(5, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (4, 0)}, widgets={"style": "openpose"},
+             size=(340, 620)),
+        Node(6, "CreateVideo", (1540, 80), links={"images": (5, 0), "fps": (2, 2)}),
+        Node(7, "SaveVideo", (1540, 240), links={"video": (6, 0)}, widgets={"filename_prefix": "poseanimate/pose"},
+             size=(340, 440)),
+        Note(8, (40, 500), POSE_MODELS_NOTE, size=(680, 240)),
+    ]),
+]
+
+
+# ---------------------------------------------------------------- object_info: what the front end makes of a node
+@dataclass
+class Slot:
+    name: str
+    type: str                        # the socket type ("COMBO" for dropdowns)
+    widget: bool
+    options: dict
+
+
+def _input_slots(info: dict) -> list[Slot]:
+    """The node's inputs in declaration order (required, then optional)."""
+    slots = []
+    for group in ("required", "optional"):
+        specs = info.get("input", {}).get(group, {})
+        for name in info.get("input_order", {}).get(group, list(specs)):
+            spec = specs[name]
+            kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            if isinstance(kind, list):
+                slots.append(Slot(name, "COMBO", True, dict(options, options=kind)))
+            else:
+                widget = kind == "COMBO" or (kind in SCALARS and not options.get("forceInput"))
+                slots.append(Slot(name, kind, widget, options))
+    return slots
+
+
+def _has_control(slot: Slot) -> bool:
+    if slot.type == "COMBO" and slot.options.get("control_after_generate"):
+        raise NotImplementedError(f"dropdown '{slot.name}' with control_after_generate (not supported here)")
+    return slot.type == "INT" and bool(slot.options.get("control_after_generate", slot.name in LEGACY_SEED_NAMES))
+
+
+def _has_upload(slot: Slot) -> bool:
+    return slot.type == "COMBO" and any(slot.options.get(k) for k in UPLOAD_OPTIONS)
+
+
+def _default(slot: Slot, where: str) -> Any:
+    if "default" in slot.options:
+        return slot.options["default"]
+    if slot.type == "COMBO":
+        if not slot.options.get("options"):
+            raise ValueError(f"{where}: '{slot.name}' is a dropdown with no options here; give its value")
+        return slot.options["options"][0]
+    return {"INT": slot.options.get("min", 0), "FLOAT": slot.options.get("min", 0.0), "STRING": "",
+            "BOOLEAN": False}[slot.type]
+
+
+def _value(node: Node, slot: Slot) -> Any:
+    """The widget's value: the description's, else the node's default."""
+    if slot.name in node.widgets:
+        return node.widgets[slot.name]
+    return _default(slot, f"node {node.id} ({node.class_type})")
+
+
+def _node_info(object_info: dict, node: Node) -> dict:
+    if node.class_type not in object_info:
+        raise ValueError(f"node {node.id}: '{node.class_type}' is not a node type of this ComfyUI (is the pack "
+                         "installed?)")
+    return object_info[node.class_type]
+
+
+def _check(node: Node, info: dict, by_id: dict) -> list[Slot]:
+    slots = _input_slots(info)
+    names = {s.name for s in slots}
+    where = f"node {node.id} ({node.class_type})"
+    for name in list(node.widgets) + list(node.links) + list(node.controls):
+        if name not in names:
+            raise ValueError(f"{where}: no input named '{name}'; inputs: {', '.join(names)}")
+    for name, (src, out) in node.links.items():
+        source = by_id.get(src)
+        if not isinstance(source, Node):
+            raise ValueError(f"{where}: input '{name}' links from node {src}, which is not a node here")
+    required = set(info.get("input_order", {}).get("required", info.get("input", {}).get("required", {})))
+    for slot in slots:
+        if not slot.widget and slot.name in required and slot.name not in node.links:
+            raise ValueError(f"{where}: required input '{slot.name}' ({slot.type}) is not linked")
+    return slots
+
+
+# ---------------------------------------------------------------- the two formats
+def build_api(workflow: Workflow, object_info: dict) -> dict:
+    """The API format: what the front end's graphToPrompt makes of the canvas."""
+    by_id = {n.id: n for n in workflow.nodes}
+    prompt = {}
+    for node in workflow.nodes:
+        if isinstance(node, Note):
+            continue
+        info = _node_info(object_info, node)
+        inputs = {}
+        for slot in _check(node, info, by_id):
+            if slot.name in node.links:
+                src, out = node.links[slot.name]
+                inputs[slot.name] = [str(src), out]
+            elif slot.widget:
+                inputs[slot.name] = _value(node, slot)
+        prompt[str(node.id)] = {"inputs": inputs, "class_type": node.class_type,
+                                "_meta": {"title": node.title or info.get("display_name") or node.class_type}}
+    return prompt
+
+
+def _order(workflow: Workflow) -> dict[int, int]:
+    """Execution order of the nodes (sources first), as the canvas stores it."""
+    nodes = [n for n in workflow.nodes if isinstance(n, Node)]
+    done: dict[int, int] = {}
+    while len(done) < len(nodes):
+        progressed = False
+        for n in nodes:
+            if n.id not in done and all(src in done for src, _ in n.links.values()):
+                done[n.id] = len(done)
+                progressed = True
+        if not progressed:
+            raise ValueError(f"workflow '{workflow.name}' has a cycle")
+    for n in workflow.nodes:
+        if isinstance(n, Note):
+            done[n.id] = len(done)
+    return done
+
+
+def build_ui(workflow: Workflow, object_info: dict) -> dict:
+    """The canvas format (version 0.4), as the front end saves it."""
+    by_id = {n.id: n for n in workflow.nodes}
+    if len(by_id) != len(workflow.nodes):
+        raise ValueError(f"workflow '{workflow.name}': node ids repeat")
+    order = _order(workflow)
+    links, nodes, outputs_of = [], [], {}
+    for node in workflow.nodes:       # link ids in the order of (target node, input) as listed
+        if isinstance(node, Node):
+            for name, (src, out) in node.links.items():
+                info = _node_info(object_info, by_id[src])
+                if not 0 <= out < len(info["output"]):
+                    raise ValueError(f"node {node.id}: input '{name}' links from output {out} of node {src}, "
+                                     f"which has {len(info['output'])} outputs")
+                links.append([len(links) + 1, src, out, node.id, name, info["output"][out]])
+                outputs_of.setdefault((src, out), []).append(len(links))
+    link_of = {(lk[3], lk[4]): lk[0] for lk in links}
+
+    for node in workflow.nodes:
+        if isinstance(node, Note):
+            nodes.append({"id": node.id, "type": "Note", "pos": list(node.pos), "size": list(node.size),
+                          "flags": {}, "order": order[node.id], "mode": 0, "inputs": [], "outputs": [],
+                          "title": node.title, "properties": {}, "widgets_values": [node.text],
+                          "color": "#432", "bgcolor": "#653"})
+            continue
+        info = _node_info(object_info, node)
+        slots = _check(node, info, by_id)
+        inputs, values = [], []
+        sockets = [s for s in slots if not s.widget]
+        widgets = [s for s in slots if s.widget]
+        for s in sockets:                                   # the front end lists sockets first, then widgets
+            entry = {"name": s.name, "type": s.type, "link": link_of.get((node.id, s.name))}
+            if s.name in info.get("input", {}).get("optional", {}):
+                entry["shape"] = 7                          # the hollow socket of an optional input
+            inputs.append(entry)
+        for s in widgets:
+            inputs.append({"name": s.name, "type": s.type, "widget": {"name": s.name},
+                           "link": link_of.get((node.id, s.name))})
+            values.append(_value(node, s))
+            if _has_control(s):
+                values.append(node.controls.get(s.name, "fixed"))
+            if _has_upload(s):
+                inputs.append({"name": "upload", "type": "IMAGEUPLOAD", "widget": {"name": "upload"}, "link": None})
+                values.append("image")
+        outputs = [{"name": name, "type": kind, "links": outputs_of.get((node.id, i), []), "slot_index": i}
+                   for i, (kind, name) in enumerate(zip(info["output"], info.get("output_name", info["output"])))]
+        rows = len(sockets) + len(widgets) + (1 if not outputs else 0)
+        entry = {"id": node.id, "type": node.class_type, "pos": list(node.pos),
+                 "size": list(node.size or (320, 46 + 24 * max(rows, len(outputs)))), "flags": {},
+                 "order": order[node.id], "mode": 0, "inputs": inputs, "outputs": outputs}
+        if node.title:
+            entry["title"] = node.title
+        entry["properties"] = {"Node name for S&R": node.class_type}
+        entry["widgets_values"] = values
+        nodes.append(entry)
+
+    slot_index = {}
+    for n in nodes:
+        for i, inp in enumerate(n["inputs"]):
+            slot_index[(n["id"], inp["name"])] = i
+    links = [[lid, src, out, dst, slot_index[(dst, name)], kind] for lid, src, out, dst, name, kind in links]
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"poseanimate/workflows/{workflow.name}")), "revision": 0,
+            "last_node_id": max(by_id), "last_link_id": len(links), "nodes": nodes, "links": links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [0, 0]}}, "version": 0.4}
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def build_files(object_info: dict, names: list[str] | None = None) -> dict[str, str]:
+    """``{file name: text}`` of every (or the named) workflow, both formats."""
+    chosen = [w for w in WORKFLOWS if not names or w.name in names]
+    missing = set(names or ()) - {w.name for w in chosen}
+    if missing:
+        raise ValueError(f"no workflow named {', '.join(sorted(missing))}; known: "
+                         f"{', '.join(w.name for w in WORKFLOWS)}")
+    files = {}
+    for w in chosen:
+        files[f"{w.name}.json"] = dumps(build_ui(w, object_info))
+        files[f"{w.name}.api.json"] = dumps(build_api(w, object_info))
+    return files
+
+
+def _object_info(args) -> dict:
+    if args.object_info:
+        return json.loads(Path(args.object_info).read_text())
+    with urllib.request.urlopen(args.server.rstrip("/") + "/object_info", timeout=60) as resp:
+        return json.load(resp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--server", help="a running ComfyUI with this pack, e.g. http://127.0.0.1:8188")
+    source.add_argument("--object-info", help="a saved /object_info JSON")
+    parser.add_argument("--check", action="store_true", help="compare with the files on disk, write nothing")
+    parser.add_argument("--out", default=str(HERE), help="where the files go (default: this folder)")
+    parser.add_argument("names", nargs="*", help="workflows to build (default: all)")
+    args = parser.parse_args(argv)
+    files = build_files(_object_info(args), args.names)
+    out = Path(args.out)
+    stale = []
+    for name, text in files.items():
+        path = out / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+            print(path)
+    if stale:
+        print("out of date: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
