@@ -5,6 +5,7 @@ the pack's one sampler node; decoding is any Wan 2.1 VAE decode node.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from ..models.wan.config import WanDiTConfig
 from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
 from .sampler_nodes import CONDITIONING_TYPE
 from .vae_nodes import VAE_TYPES
+
+log = logging.getLogger(__name__)
 
 UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
 
@@ -84,8 +87,8 @@ class PoseAnimateUniAnimateConditioning:
                                                 "at the video's size (width and height multiples of 16)."}),
             "reference_pose": ("IMAGE", {"tooltip": "The reference image's own pose, rendered the same way."}),
             "frames": ("INT", {"default": 81, "min": 0, "max": 100001, "step": 1,
-                               "tooltip": "Video length in frames, 4k+1 (81 = one window). 0: as many as the pose "
-                                          "frames. Longer videos are made in overlapping windows by the sampler."}),
+                               "tooltip": "Video length in frames, 4k+1 (81 = one window). 0: all the pose frames "
+                                          "(rounded down to 4k+1). Longer videos are made in overlapping windows by the sampler."}),
             "pose_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
                                         "tooltip": "Multiplies the pose tokens; below 1 follows the pose more loosely."}),
             "pose_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
@@ -118,10 +121,10 @@ class PoseAnimateUniAnimateConditioning:
         if not torch.is_tensor(pose_video) or pose_video.dim() != 4 or pose_video.shape[0] == 0:
             raise InputError("pose_video", f"has shape {list(getattr(pose_video, 'shape', []))}",
                              "a batch of rendered pose frames [frames, height, width, 3]")
-        count = frames or int(pose_video.shape[0])
+        count = frames or _whole_video_frames(int(pose_video.shape[0]))
         height, width = int(pose_video.shape[1]), int(pose_video.shape[2])
         _check_video_size(height, width)
-        _check_frame_count(count, "frames" if frames else "pose_video")
+        _check_frame_count(count, "frames")
         reference = fit_image(reference_image[..., :3], height, width, "reference_image")
         vae_input = torch.full((count, height, width, 3), GRAY, dtype=torch.float32)
         vae_input[0] = reference
@@ -137,6 +140,14 @@ def _check_video_size(height: int, width: int) -> None:
             lower = size - size % 16
             raise InputError("pose_video", f"{name} {size} is not a multiple of 16",
                              f"a {name} of {lower or 16} or {lower + 16} pixels (render the poses at that size)")
+
+
+def _whole_video_frames(available: int) -> int:
+    """frames = 0: every pose frame, rounded down to the 4k+1 frames Wan's VAE takes."""
+    count = 1 + 4 * ((available - 1) // 4)
+    if count < available:
+        log.info("frames 0: using %d of the %d pose frames (Wan videos have 4k+1 frames)", count, available)
+    return count
 
 
 def _check_frame_count(count: int, name: str) -> None:

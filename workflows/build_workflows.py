@@ -106,6 +106,84 @@ WORKFLOWS = [
 ]
 
 
+
+UNIANIMATE_NOTE = """UniAnimate-DiT animation (PoseAnimate)
+
+Model files (ComfyUI/models/<folder>/):
+- diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors   Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/diffusion_models)
+- loras/UniAnimate-Wan2.1-14B-Lora-12000.ckpt              ZheWang123/UniAnimate-DiT
+- vae/wan_2.1_vae.safetensors                               Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/vae)
+- text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors      Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/text_encoders)
+- clip_vision/clip_vision_h.safetensors                     Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/clip_vision)
+- poseanimate_pose/yolox_l.onnx, dw-ll_ucoco_384.onnx       yzd-v/DWPose
+
+Inputs: the driving video in Load Video, the character in Load Image (scaled and centre-cropped to the
+video size, 480x832 portrait here; use 832x480 for landscape). The driving poses are retargeted to the
+character's body and rendered in UniAnimate's training style. 81 frames = one window; set frames to 0 on the
+conditioning node to animate the whole driving video (the sampler goes window by window).
+24 GB GPUs: weight_dtype fp8_e4m3fn on Load Wan DiT."""
+
+NEGATIVE_PROMPT = ("blurry, low quality, jpeg artifacts, distorted limbs, extra fingers, deformed hands, "
+                   "static, frozen frame, watermark, text, subtitles")
+
+
+def _unianimate(name: str, frames: int, note: str) -> Workflow:
+    """The UniAnimate-DiT chain: video and character in, pose-driven animation out."""
+    size = {"width": 480, "height": 832}
+    return Workflow(name, [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+             widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
+        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+             widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
+        Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+             title="Extract Poses (driving video)", size=(360, 620)),
+        Node(7, "PoseAnimateExtractPoses", (760, 740), links={"images": (4, 0), "pose_model": (5, 0)},
+             title="Extract Poses (character)", size=(360, 620)),
+        Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
+             widgets={"method": "unianimate"}),
+        Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
+             widgets={"style": "unianimate", **size}, title="Render Poses (driving)", size=(340, 620)),
+        Node(10, "PoseAnimateRenderPoses", (1160, 1060), links={"poses": (7, 0)},
+             widgets={"style": "unianimate", **size}, title="Render Poses (character)", size=(340, 620)),
+        Node(11, "CLIPLoader", (1540, 80),
+             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
+        Node(12, "CLIPTextEncode", (1540, 240), links={"clip": (11, 0)}, title="Prompt",
+             widgets={"text": "a person dancing, natural motion, detailed face and hands, high quality"}),
+        Node(13, "CLIPTextEncode", (1540, 480), links={"clip": (11, 0)}, title="Negative prompt",
+             widgets={"text": NEGATIVE_PROMPT}),
+        Node(14, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
+        Node(15, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (14, 0), "image": (4, 0)},
+             widgets={"crop": "none"}),
+        Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(17, "PoseAnimateDiTLoader", (1920, 80),
+             widgets={"dit_name": "wan2.1_i2v_480p_14B_fp16.safetensors"}),
+        Node(18, "PoseAnimateUniAnimateLoader", (1920, 300), links={"dit": (17, 0)},
+             widgets={"unianimate_name": "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"}),
+        Node(19, "PoseAnimateUniAnimateConditioning", (1920, 480),
+             links={"unianimate": (18, 1), "vae": (16, 0), "positive": (12, 0), "negative": (13, 0),
+                    "reference_image": (4, 0), "pose_video": (9, 0), "reference_pose": (10, 0),
+                    "clip_vision_output": (15, 0)},
+             widgets={"frames": frames}, size=(380, 420)),
+        Node(20, "PoseAnimateSampler", (2340, 80), links={"dit": (18, 0), "conditioning": (19, 0)},
+             widgets={"seed": 42}, size=(340, 420)),
+        Node(21, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (20, 0), "vae": (16, 0)}),
+        Node(22, "CreateVideo", (2720, 80), links={"images": (21, 0), "fps": (2, 2)}),
+        Node(23, "SaveVideo", (2720, 240), links={"video": (22, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
+        Note(24, (40, 900), note, size=(680, 380)),
+    ])
+
+
+WORKFLOWS += [
+    _unianimate("unianimate", 81, UNIANIMATE_NOTE),
+    _unianimate("unianimate_long_video", 0, UNIANIMATE_NOTE.replace(
+        "UniAnimate-DiT animation (PoseAnimate)",
+        "UniAnimate-DiT, long video (PoseAnimate): frames 0 = the whole driving video, in windows of 81 frames")),
+]
+
 # ---------------------------------------------------------------- object_info: what the front end makes of a node
 @dataclass
 class Slot:

@@ -1,0 +1,135 @@
+"""The shipped UniAnimate-DiT workflows, queued through the API of a real ComfyUI, on tiny files.
+
+Tiny random-weight models are written under the real file names (DiT, UniAnimate-DiT's .ckpt, the Wan VAE,
+the DWPose pair); the host's umT5 and CLIP ViT-H cannot be tiny (fixed configs), so their nodes are swapped
+for the test kit's, which return the same host types. Sizes, frame counts and steps are set small, as a user
+would with `--set`. Checks: the saved video has the requested frames and size, a run after /free loads
+everything again, an interrupt stops a long run within a second and the server then
+runs the next job, and a bad input comes back as a readable execution error.
+"""
+import importlib.util
+import json
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+WORKFLOWS = HERE.parents[1] / "workflows"
+W, H = 48, 32
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+inputs = _load("pose_inputs", HERE / "pose_inputs.py")
+
+_REFERENCE_PNG = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from PIL import Image
+    image = np.full((160, 240, 3), 20, np.uint8)
+    image[20:150, 100:140] = (200, 190, 180)
+    image[50:56, 117:123] = 255
+    Image.fromarray(image).save(sys.argv[1])
+""")
+
+
+@pytest.fixture(scope="module")
+def unianimate_server(comfy, host_paths):
+    from poseanimate.models.tiny_files import write_tiny_model_files
+    write_tiny_model_files(comfy.models_dir, text_dim=4096, clip_dim=1280)
+    inputs.write_pose_models(comfy.models_dir)
+    inputs.write_driving_video(host_paths.python, comfy.input_dir)
+    proc = subprocess.run([host_paths.python, "-c", _REFERENCE_PNG, str(comfy.input_dir / "reference.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return comfy
+
+
+def tiny_workflow(name: str, **sets) -> dict:
+    """The shipped API workflow with the test kit's encoders, small sizes and 2 steps."""
+    wf = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    for node_id in ("11", "14"):
+        del wf[node_id]
+    for node_id, seed in (("12", 1), ("13", 2)):
+        wf[node_id] = {"class_type": "PoseAnimateTestTextEncode", "inputs": {"seed": seed, "tokens": 6,
+                                                                             "width": 4096}}
+    wf["15"] = {"class_type": "PoseAnimateTestClipVisionEncode", "inputs": {"seed": 3, "width": 1280}}
+    wf["4"]["inputs"].update(width=W, height=H)
+    for node_id in ("9", "10"):
+        wf[node_id]["inputs"].update(width=W, height=H)
+    wf["17"]["inputs"].update(weight_dtype="fp32", compute_dtype="fp32")
+    wf["16"]["inputs"].update(dtype="fp32")
+    wf["20"]["inputs"].update(steps=2)
+    for key, value in sets.items():
+        node_id, name_ = key.split("__")
+        wf[node_id]["inputs"][name_] = value
+    return wf
+
+
+def _saved_video(comfy, result) -> Path:
+    entries = [e for out in result.outputs.get("23", {}).values() if isinstance(out, list) for e in out
+               if isinstance(e, dict) and "filename" in e]
+    assert entries, f"SaveVideo reported no file: {result.outputs.get('23')}"
+    e = entries[0]
+    return comfy.output_dir / e.get("subfolder", "") / e["filename"]
+
+
+@pytest.mark.parametrize("name,sets,frames", [
+    ("unianimate", {"19__frames": 9}, 9),
+    # frames 0: the whole 12-frame driving video, rounded down to 9; windows of 2 latent frames over 3
+    ("unianimate_long_video", {"20__window_length": 2, "20__window_overlap": 1, "20__blending": "linear"}, 9),
+])
+def test_workflow_writes_the_requested_video(unianimate_server, host_paths, name, sets, frames):
+    comfy = unianimate_server
+    result = comfy.run(tiny_workflow(name, **sets), timeout=600)
+    assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-4000:]
+    video = inputs.probe_video(host_paths.python, _saved_video(comfy, result))
+    assert video["frames"] == frames and (video["width"], video["height"]) == (W, H)
+    assert all(0.0 <= m <= 255.0 for m in video["mean"])
+
+
+def test_models_are_the_hosts_to_free(unianimate_server):
+    comfy = unianimate_server
+    result = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
+    assert result.status == "success", result.error
+    comfy.free(unload_models=True)
+    time.sleep(1.0)
+    # after /free the next run loads everything again and still succeeds
+    again = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5, "20__seed": 7}), timeout=600)
+    assert again.status == "success", again.error
+
+
+def test_interrupt_stops_a_long_run_within_a_second_and_the_next_job_runs(unianimate_server):
+    comfy = unianimate_server
+    long_run = tiny_workflow("unianimate", **{"19__frames": 9, "20__steps": 200, "20__seed": 11})
+    prompt_id = comfy.queue(long_run)
+    deadline = time.monotonic() + 60
+    while not comfy.queue_state().get("queue_running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(4.0)  # loading takes about a second; then well inside the 200 steps
+    asked = time.monotonic()
+    comfy.interrupt()
+    result = comfy.wait(prompt_id, timeout=60, poll_s=0.05)
+    stopped_after = time.monotonic() - asked
+    assert result.interrupted, result.messages
+    assert stopped_after < 1.0 + 0.3, f"stopped {stopped_after:.2f} s after the interrupt (polling adds <= 0.05 s)"
+    nxt = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
+    assert nxt.status == "success", nxt.error
+
+
+def test_bad_frame_count_is_a_readable_execution_error(unianimate_server):
+    comfy = unianimate_server
+    result = comfy.run(tiny_workflow("unianimate", **{"19__frames": 7}), timeout=600)
+    assert result.status == "error"
+    message = result.error["exception_message"]
+    assert "frames" in message and "4k+1" in message and "5 or 9" in message
+    ok = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
+    assert ok.status == "success", ok.error
