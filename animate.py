@@ -1,14 +1,24 @@
-"""The main job: load a Wan DiT (and LoRAs), sample a video latent, save it.
+"""The main job: animate a reference image with the motion of a driving video (UniAnimate-DiT on Wan 2.1).
 
-    python animate.py                      # tiny random-weight models, no downloads
-    python animate.py --dit path/to/wan2.1_i2v_480p_14B_fp16.safetensors --embeddings emb.safetensors
+    python animate.py                                   # tiny random-weight models, a made-up dancer
+    python animate.py --models ComfyUI/models --reference me.png --driving dance.mp4 \\
+                      --embeddings prompt_embeddings.safetensors
 
-Without ``--dit`` it writes tiny random-weight model files under the real file
-names into a temporary models folder and runs the real loaders and sampler on
-them, saying so plainly: the result has the right shape, not a picture.
-``--embeddings`` is a .safetensors file with ``context`` [1, L, 4096] (umT5),
-optional ``negative_context``, ``clip_fea`` [1, 257, 1280] and ``y`` (the I2V
-condition latent), e.g. saved from ComfyUI's text and CLIP vision encoders.
+The chain of the shipped UniAnimate workflow, without ComfyUI: driving poses
+(extracted from ``--driving`` with the DWPose ONNX models, or the built-in
+dancer) -> retargeted to the reference's body -> rendered in UniAnimate's
+training style -> conditioning (reference through the Wan VAE, pose
+encoders) -> Wan DiT + UniAnimate LoRA, windows for long videos -> streamed
+VAE decode -> an .mp4 in ``output/``.
+
+``--models`` is a ComfyUI models folder holding the files under their real
+names (README, "Model files"). Without it, tiny random-weight files are
+written under those names into a temporary folder and the real loaders run
+on them; the output then has the right length and size, not a picture, and
+the job says so. ``--embeddings``: a .safetensors with ``context`` (umT5
+[1, L, 4096]), optional ``negative_context`` and ``clip_fea`` (CLIP ViT-H
+penultimate tokens [1, 257, 1280] of the reference), e.g. saved from
+ComfyUI's encoders; random stand-ins in tiny mode.
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,92 +39,143 @@ sys.path.pop(0)
 standalone.load_pack()
 
 from poseanimate.errors import InputError  # noqa: E402
+from poseanimate.methods.unianimate import build_unianimate_conditioning, fit_image, load_unianimate  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
-from poseanimate.models.lora import load_lora, merge_loras  # noqa: E402
-from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
-from poseanimate.sampling.guidance import Guidance  # noqa: E402
-from poseanimate.sampling.loop import make_noise, sample  # noqa: E402
+from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
+from poseanimate.models.lora import merge_loras  # noqa: E402
+from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
+from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
-from poseanimate.sampling.wan_denoiser import WanCond, WanDenoiser  # noqa: E402
+from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 
-REAL_DIT_NAME = "wan2.1_i2v_480p_14B_fp16.safetensors"
-TINY_LORA_NAME = "tiny_random_lora.safetensors"
+POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
+GRAY = 0.5  # the frames after the reference in the image condition: 0 in Wan's -1..1 pixels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dit", help="Wan DiT file or folder (official shards, Comfy-Org single file, diffusers)")
-    p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]", help="LoRA to merge (repeatable)")
-    p.add_argument("--embeddings", help=".safetensors with context / negative_context / clip_fea / y")
-    p.add_argument("--frames", type=int, help="pixel frames, 4k+1 (default 81; tiny mode 9)")
-    p.add_argument("--height", type=int, help="pixel height, multiple of 16 (default 480; tiny mode 64)")
-    p.add_argument("--width", type=int, help="pixel width, multiple of 16 (default 832; tiny mode 96)")
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--models", help="a ComfyUI models folder with the real files (default: tiny random models)")
+    p.add_argument("--dit", default=DIT_FILE, help="file in <models>/diffusion_models")
+    p.add_argument("--unianimate", default=UNIANIMATE_FILE, help="file in <models>/loras")
+    p.add_argument("--vae", default=VAE_FILE, help="file in <models>/vae")
+    p.add_argument("--reference", help="the character image (default: a made-up figure)")
+    p.add_argument("--driving", help="the driving video (default: a made-up dancer)")
+    p.add_argument("--embeddings", help=".safetensors with context / negative_context / clip_fea")
+    p.add_argument("--frames", type=int, help="video frames, 4k+1 (default 81; tiny mode 9)")
+    p.add_argument("--width", type=int, help="multiple of 16 (default 480; tiny mode 48)")
+    p.add_argument("--height", type=int, help="multiple of 16 (default 832; tiny mode 80)")
+    p.add_argument("--steps", type=int, help="denoising steps (default 50; tiny mode 3)")
     p.add_argument("--cfg", type=float, default=1.5)
     p.add_argument("--shift", type=float, default=5.0)
-    p.add_argument("--sampler", choices=SCHEDULER_NAMES, default="unipc")
+    p.add_argument("--sampler", choices=SCHEDULER_NAMES, default="euler")
+    p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
+    p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="output/animate_latent.safetensors", help="where the latent is saved")
+    p.add_argument("--fps", type=float, default=16.0)
+    p.add_argument("--out", default="output/animation.mp4", help="the video to write (.mp4)")
+    p.add_argument("--latent-out", help="also save the latent (.safetensors), e.g. to compare runs")
     return p.parse_args(argv)
 
 
-def write_tiny_models(root: Path) -> tuple[Path, Path]:
-    """A tiny random I2V DiT under the real file name, and a PEFT-style LoRA for it."""
-    from safetensors.torch import save_file
-
-    dit_path = root / "diffusion_models" / REAL_DIT_NAME
-    dit_path.parent.mkdir(parents=True)
-    state = tiny_wan_state_dict("i2v", seed=0)
-    save_comfy_single_file(state, dit_path, prefix=True, dtype=torch.float16, num_heads=2)
-    g = torch.Generator().manual_seed(1)
-    lora = {}
-    for i in range(2):
-        for proj in ("q", "k", "v", "o"):
-            w = state[f"blocks.{i}.self_attn.{proj}.weight"]
-            lora[f"diffusion_model.blocks.{i}.self_attn.{proj}.lora_A.weight"] = torch.randn(4, w.shape[1], generator=g) * 0.05
-            lora[f"diffusion_model.blocks.{i}.self_attn.{proj}.lora_B.weight"] = torch.randn(w.shape[0], 4, generator=g) * 0.05
-    lora_path = root / "loras" / TINY_LORA_NAME
-    lora_path.parent.mkdir(parents=True)
-    save_file(lora, str(lora_path))
-    return dit_path, lora_path
+def _cv2():
+    try:
+        import cv2
+    except ImportError as err:
+        raise InputError("opencv", "is not installed", "opencv-python: run python install.py") from err
+    return cv2
 
 
-def latent_shape(frames: int, height: int, width: int) -> tuple[int, int, int]:
-    if frames < 1 or (frames - 1) % 4:
-        nearest = max(1, round((frames - 1) / 4) * 4 + 1)
-        raise InputError("--frames", f"{frames} is not of the form 4k+1", f"a count like {nearest}")
-    for name, size in (("--height", height), ("--width", width)):
-        if size < 16 or size % 16:
-            raise InputError(name, f"{size} is not a multiple of 16", f"{max(16, round(size / 16) * 16)}")
-    return 1 + (frames - 1) // 4, height // 8, width // 8
+def read_image(path: str) -> np.ndarray:
+    image = _cv2().imread(path, 1)
+    if image is None:
+        raise InputError(f"--reference '{path}'", "could not be read as an image", "a PNG or JPEG file")
+    return image[:, :, ::-1].astype(np.float32) / 255.0
 
 
-def conditioning(config, shape: tuple[int, int, int], embeddings: str | None, seed: int) -> tuple[WanCond, WanCond]:
-    """Positive and negative conditioning: from the file, or random stand-ins of the model's widths."""
-    if embeddings:
-        from safetensors.torch import load_file
-        t = load_file(embeddings)
-        if "context" not in t:
-            raise InputError(f"--embeddings '{embeddings}'", "has no 'context' tensor", "umT5 embeddings under 'context'")
-        negative = t.get("negative_context", torch.zeros_like(t["context"][:, :1]))
-        y = t.get("y")
-        clip = t.get("clip_fea")
+def read_video(path: str, limit: int) -> tuple[np.ndarray, float]:
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while len(frames) < limit:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1])
+    fps = capture.get(cv2.CAP_PROP_FPS) or 16.0
+    capture.release()
+    if not frames:
+        raise InputError(f"--driving '{path}'", "has no frames OpenCV can read", "an .mp4/.webm/.mov video")
+    return np.stack(frames), fps
+
+
+def demo_reference(width: int, height: int) -> np.ndarray:
+    """A made-up character: a lit figure on a plain background."""
+    from poseanimate.pose.demo_motion import dancer_pose
+    from poseanimate.pose.render import render_pose
+    figure = render_pose(dancer_pose(0.0, width, height), width, height, style="openpose").astype(np.float32) / 255
+    return np.clip(0.25 + 0.75 * figure, 0.0, 1.0)
+
+
+def driving_and_reference_poses(args, models: Path, reference: np.ndarray, frames: int, width: int, height: int):
+    """Driving poses retargeted to the reference, and the reference's own pose, rendered UniAnimate's way."""
+    from poseanimate.pose.demo_motion import dancer, dancer_pose
+    from poseanimate.pose.render import render_poses
+    from poseanimate.pose.retarget import retarget_unianimate
+
+    if args.driving:
+        from poseanimate.pose.extract import load_pose_estimator
+        detector, keypoints = (models / "poseanimate_pose" / name for name in POSE_MODELS)
+        for path in (detector, keypoints):
+            if not path.is_file():
+                raise InputError(f"pose model '{path.name}'", f"was not found in {path.parent}",
+                                 "the DWPose files from Hugging Face yzd-v/DWPose (README, Model files)")
+        estimator = load_pose_estimator(str(keypoints), str(detector))
+        video, _fps = read_video(args.driving, frames)
+        driving = estimator(video, max_people=1)
+        ref_pose = estimator(reference[None], max_people=1)[0]
     else:
-        g = torch.Generator().manual_seed(seed + 1)
-        t = {"context": torch.randn(1, 12, config.text_dim, generator=g)}
-        negative = torch.zeros(1, 1, config.text_dim)
-        clip = torch.randn(1, 257, config.image_embed_dim, generator=g) if config.has_image_branch else None
-        y = None
-        if config.in_dim > config.out_dim:
-            f, h, w = shape
-            mask = torch.zeros(1, 4, f, h, w)
-            mask[:, :, 0] = 1.0
-            y = torch.cat([mask, torch.randn(1, config.in_dim - config.out_dim - 4, f, h, w, generator=g)], dim=1)
-    return WanCond(t["context"], clip, y), WanCond(negative, clip, y)
+        driving, ref_pose = dancer(frames, width, height, cycles=1.5), dancer_pose(0.0, width, height)
+    retargeted = retarget_unianimate(driving, ref_pose)
+    poses = render_poses(retargeted, width, height, style="unianimate").astype(np.float32) / 255
+    ref_render = render_poses([ref_pose], width, height, style="unianimate")[0].astype(np.float32) / 255
+    return torch.from_numpy(poses), torch.from_numpy(ref_render)
+
+
+def embeddings(path: str | None, config, tiny: bool, seed: int):
+    """(context, negative_context, clip_fea): from the file, or random stand-ins of the model's widths."""
+    if path:
+        from safetensors.torch import load_file
+        t = load_file(path)
+        if "context" not in t:
+            raise InputError(f"--embeddings '{path}'", "has no 'context' tensor", "umT5 embeddings under 'context'")
+        return t["context"].float(), t.get("negative_context", torch.zeros(1, 1, config.text_dim)), t.get("clip_fea")
+    if not tiny:
+        raise InputError("--embeddings", "is missing", "the prompt's umT5 embeddings (and CLIP features) saved as "
+                         "a .safetensors; only the tiny demo runs without them")
+    g = torch.Generator().manual_seed(seed + 1)
+    clip = torch.randn(1, 257, config.image_embed_dim, generator=g) if config.has_image_branch else None
+    return torch.randn(1, 12, config.text_dim, generator=g), torch.zeros(1, 1, config.text_dim), clip
+
+
+def write_video(images: torch.Tensor, out: Path, fps: float) -> None:
+    """Write an .mp4 atomically: a half-written file never takes the output's name."""
+    cv2 = _cv2()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".partial.mp4")
+    os.close(fd)
+    try:
+        height, width = images.shape[1:3]
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        for frame in (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy():
+            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        writer.release()
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
-    """Write atomically: a half-written file never takes the output's name."""
     from safetensors.torch import save_file
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".partial")
@@ -126,46 +188,63 @@ def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> No
             os.remove(tmp)
 
 
+def check_sizes(frames: int, width: int, height: int) -> None:
+    if frames < 1 or (frames - 1) % 4:
+        lower = max(1, frames - (frames - 1) % 4)
+        raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {lower + 4}")
+    for name, size in (("--width", width), ("--height", height)):
+        if size < 16 or size % 16:
+            raise InputError(name, f"{size} is not a multiple of 16", f"{max(16, size - size % 16)} or "
+                             f"{size - size % 16 + 16}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tiny = args.dit is None
+    tiny = args.models is None
     workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-") if tiny else None
     try:
         if tiny:
-            print("NOTE: no --dit given: using TINY RANDOM-WEIGHT models written under the real file names "
-                  "(the output has the right shape and runs the real code, but it is not an animation).")
-            dit_path, lora_path = write_tiny_models(Path(workdir.name))
-            loras = [f"{lora_path}:1.0"] + args.lora
-            frames, height, width = args.frames or 9, args.height or 64, args.width or 96
+            print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
+                  "(the real code runs end to end, but the video is noise, not an animation).")
+            models = Path(workdir.name)
+            write_tiny_model_files(models)
+            frames, width, height, steps = args.frames or 9, args.width or 48, args.height or 80, args.steps or 3
         else:
-            dit_path, loras = Path(args.dit), args.lora
-            frames, height, width = args.frames or 81, args.height or 480, args.width or 832
-        shape = latent_shape(frames, height, width)
-        model, info = load_wan_dit(dit_path)
-        print(f"DiT: {info.config.kind}, {info.config.num_layers} blocks, dim {info.config.dim}, "
-              f"layout {info.layout}, compute {str(info.compute_dtype).replace('torch.', '')} ({dit_path.name})")
-        resolved = []
-        for spec in loras:
-            path, _, strength = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
-            lora = load_lora(path, model)
-            resolved.append((lora, float(strength or 1.0)))
-            print(f"LoRA: {Path(path).name} strength {float(strength or 1.0)}: {len(lora.updates)} weights")
-        merged = merge_loras(model, resolved) if resolved else None
-        positive, negative = conditioning(info.config, shape, args.embeddings, args.seed)
-        scheduler = make_scheduler(args.sampler, args.steps, args.shift)
-        noise = make_noise((1, info.config.out_dim, *shape), args.seed)
+            models = Path(args.models)
+            frames, width, height, steps = args.frames or 81, args.width or 480, args.height or 832, args.steps or 50
+        check_sizes(frames, width, height)
         started = time.perf_counter()
-        latent = sample(WanDenoiser(model), noise, scheduler, Guidance(positive, negative, args.cfg),
-                        progress=lambda done, total: print(f"  step {done}/{total}", flush=True))
-        elapsed = time.perf_counter() - started
-        if merged is not None:
+        reference = read_image(args.reference) if args.reference else demo_reference(width, height)
+        reference = fit_image(torch.from_numpy(np.ascontiguousarray(reference)), height, width, "--reference")
+        poses, ref_pose = driving_and_reference_poses(args, models, reference.numpy(), frames, width, height)
+
+        model, info = load_wan_dit(models / "diffusion_models" / args.dit)
+        weights = load_unianimate(models / "loras" / args.unianimate, model)
+        vae = load_wan_vae(models / "vae" / args.vae)
+        print(f"DiT {info.config.num_layers} blocks, dim {info.config.dim}; UniAnimate LoRA "
+              f"{len(weights.lora.updates)} weights; VAE dim {vae.config.dim}")
+        context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
+        vae_input = torch.full((frames, height, width, 3), GRAY)
+        vae_input[0] = reference
+        cond = build_unianimate_conditioning(weights.encoders, encode_images(vae, vae_input), ref_pose, poses,
+                                             context, negative, clip, frames=frames)
+        merged = merge_loras(model, [(weights.lora, 1.0)])
+        try:
+            latent = sample_video(model, cond, make_scheduler(args.sampler, steps, args.shift), args.cfg, args.seed,
+                                  WindowSettings(args.window, args.overlap),
+                                  progress=lambda done, total: print(f"  step {done}/{total}", flush=True),
+                                  check_interrupt=lambda: None)
+        finally:
             merged.restore()
+        images = decode_to_images(vae, latent)
         out = Path(args.out)
-        save_latent(latent, out, {"tiny_random_weights": str(tiny), "frames": str(frames), "seed": str(args.seed)})
-        print(f"latent {tuple(latent.shape)} for {frames} frames at {width}x{height}: mean {latent.mean():.4f}, "
-              f"std {latent.std():.4f}, finite {bool(torch.isfinite(latent).all())}; {elapsed:.1f} s; saved to {out}")
+        write_video(images, out, args.fps)
+        if args.latent_out:
+            save_latent(latent, Path(args.latent_out), {"tiny_random_weights": str(tiny), "seed": str(args.seed)})
+        print(f"{images.shape[0]} frames at {width}x{height} in {time.perf_counter() - started:.1f} s; "
+              f"saved to {out}")
         if tiny:
-            print("NOTE: these were tiny random-weight models; point --dit at real files for a real animation.")
+            print("NOTE: these were tiny random-weight models; point --models at real files for a real animation.")
         return 0
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

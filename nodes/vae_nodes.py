@@ -46,9 +46,9 @@ class PackVAE:
                              **self._tiling())
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        progress = host.Progress(latent.shape[2])
+        # progress: the host's bar over latent frames x tiles (the streaming decoder's default)
         return decode_to_images(self._ready(), latent, normalized=True, check_interrupt=host.check_interrupt,
-                                progress=lambda done, total: progress.update(1), **self._tiling())
+                                **self._tiling())
 
 
 class PoseAnimateVAELoader:
