@@ -12,8 +12,8 @@ from .. import host
 from ..errors import InputError
 from ..pose.people import FILL_POLICIES, SELECT_MODES, fill_empty_frames, select_people
 from ..pose.smoothing import one_euro
-from .pose_io import (CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_out,
-                      progress_callback)
+from .pose_io import (CATEGORY, POSE_KEYPOINT, check_smoothing, choice, image_frames, image_out, opencv_core,
+                      poses_out, progress_callback)
 from .pose_preview import preview_ui
 
 if TYPE_CHECKING:
@@ -195,11 +195,7 @@ class PoseAnimateExtractPoses:
         if batch_size < 1:
             raise InputError("batch_size", f"is {batch_size}", "1 or more")
         if smoothing:
-            for name, value, low in (("min_cutoff", min_cutoff, 0.0), ("fps", fps, 0.0)):
-                if value <= low:
-                    raise InputError(name, f"is {value}", "more than 0")
-            if beta < 0:
-                raise InputError("beta", f"is {beta}", "0 or more")
+            check_smoothing(min_cutoff, beta, fps)
 
         poses = pose_model.estimator(
             frames, max_people=person_index + 1 if people == "index" else None,

@@ -42,6 +42,15 @@ def choice(value: str, options: Sequence[str], input_name: str) -> str:
     return value
 
 
+def check_smoothing(min_cutoff: float, beta: float, fps: float) -> None:
+    """The One-Euro filter's settings, checked (the host checks ranges; API prompts and scripts may not)."""
+    for name, value in (("min_cutoff", min_cutoff), ("fps", fps)):
+        if value <= 0.0:
+            raise InputError(name, f"is {value}", "more than 0")
+    if beta < 0:
+        raise InputError("beta", f"is {beta}", "0 or more")
+
+
 def image_frames(image: Any, input_name: str) -> np.ndarray:
     """An IMAGE batch as float32 numpy ``[N, H, W, 3]`` in 0..1 (alpha dropped)."""
     if isinstance(image, torch.Tensor):

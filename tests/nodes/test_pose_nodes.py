@@ -406,3 +406,18 @@ def test_without_opencv_the_nodes_load_and_say_what_is_missing(monkeypatch):
     driving, _ = _driving_and_reference()
     with pytest.raises(InputError, match="opencv: is not installed.*install.py"):
         PoseAnimateRenderPoses().render(kp.to_pose_keypoint(driving[:1]), **RENDER)
+
+
+def test_smooth_node_equals_the_core_on_another_packs_poses():
+    from poseanimate.nodes.pose_data_nodes import PoseAnimateSmoothPoses
+    data = [_controlnet_aux_frame(False), {"people": [], "canvas_width": 512, "canvas_height": 640},
+            _controlnet_aux_frame(False)]
+    (out,) = PoseAnimateSmoothPoses().smooth(data, "all", 0, "interpolate", 0.5, 0.3, 24.0)
+    frames = kp.from_pose_keypoint(data)
+    expected = one_euro(fill_empty_frames(select_people(frames, "all", 0), "interpolate"), min_cutoff=0.5, beta=0.3,
+                        fps=24.0)
+    for ours, theirs in zip(_people(out), expected):
+        np.testing.assert_array_equal(ours, theirs.people)
+    assert _people(out)[1].shape[0] == 1  # the empty middle frame was filled
+    with pytest.raises(InputError, match="min_cutoff: is 0"):
+        PoseAnimateSmoothPoses().smooth(data, "all", 0, "hold", 0.0, 0.3, 24.0)
