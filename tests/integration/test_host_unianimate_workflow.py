@@ -96,12 +96,22 @@ def test_workflow_writes_the_requested_video(unianimate_server, host_paths, name
     assert all(0.0 <= m <= 255.0 for m in video["mean"])
 
 
-def test_models_are_the_hosts_to_free(unianimate_server):
-    comfy = unianimate_server
-    result = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
+def _loaded(comfy, workflow) -> list[str]:
+    result = comfy.run(workflow, timeout=600)
     assert result.status == "success", result.error
+    return result.outputs["99"]["text"]
+
+
+def test_models_are_in_the_hosts_list_and_leave_it_after_free(unianimate_server):
+    comfy = unianimate_server
+    wf = tiny_workflow("unianimate", **{"19__frames": 5})
+    wf["99"] = {"class_type": "PoseAnimateTestLoadedModels", "inputs": {"after": ["20", 0]}}
+    assert any(name.endswith(".WanDiT") for name in _loaded(comfy, wf))
     comfy.free(unload_models=True)
     time.sleep(1.0)
+    empty = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+             "99": {"class_type": "PoseAnimateTestLoadedModels", "inputs": {"after": ["1", 0]}}}
+    assert not any("poseanimate" in name.lower() or "WanDiT" in name for name in _loaded(comfy, empty))
     # after /free the next run loads everything again and still succeeds
     again = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5, "20__seed": 7}), timeout=600)
     assert again.status == "success", again.error

@@ -48,5 +48,25 @@ class PoseAnimateTestClipVisionEncode:
         return (out,)
 
 
-NODE_CLASS_MAPPINGS = {"PoseAnimateTestTextEncode": PoseAnimateTestTextEncode,
+class PoseAnimateTestLoadedModels:
+    """Reports the host's loaded-model list (comfy.model_management.current_loaded_models) as UI text."""
+
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"after": ("LATENT",)}}
+
+    def report(self, after):
+        import comfy.model_management as mm
+        names = [type(m.model.model).__module__ + "." + type(m.model.model).__name__ for m in mm.current_loaded_models
+                 if m.model is not None]
+        return {"ui": {"text": names}}
+
+
+NODE_CLASS_MAPPINGS = {"PoseAnimateTestLoadedModels": PoseAnimateTestLoadedModels,
+                       "PoseAnimateTestTextEncode": PoseAnimateTestTextEncode,
                        "PoseAnimateTestClipVisionEncode": PoseAnimateTestClipVisionEncode}
