@@ -143,3 +143,16 @@ def test_bad_frame_count_is_a_readable_execution_error(unianimate_server):
     assert "frames" in message and "4k+1" in message and "5 or 9" in message
     ok = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
     assert ok.status == "success", ok.error
+
+
+def test_bad_values_and_missing_files_come_back_as_node_errors(unianimate_server):
+    comfy = unianimate_server
+    for sets, node_id, needle in (({"20__steps": 0}, "20", "steps"),
+                                  ({"17__dit_name": "missing_model.safetensors"}, "17", "dit_name"),
+                                  ({"20__cfg": "lots"}, "20", "cfg")):
+        with pytest.raises(comfy.Rejected) as err:
+            comfy.queue(tiny_workflow("unianimate", **sets))
+        errors = err.value.node_errors[node_id]["errors"]
+        assert any(needle in json.dumps(e) for e in errors), errors
+    ok = comfy.run(tiny_workflow("unianimate", **{"19__frames": 5}), timeout=600)
+    assert ok.status == "success", ok.error
