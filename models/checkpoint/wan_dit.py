@@ -118,10 +118,10 @@ def scan_checkpoint(path_or_paths: PathLike | Sequence[PathLike],
             marker = marker_dtype(reader.dtype(file_key))
             continue
         scale = split_scale_key(key)
-        if scale is not None:
+        if any(key.startswith(p) for p in extra_prefixes):
+            extra[key] = file_key  # fp8 scales of extra modules too: their loader applies them
+        elif scale is not None:
             scales.setdefault(scale[0], {})[scale[1]] = file_key
-        elif any(key.startswith(p) for p in extra_prefixes):
-            extra[key] = file_key
         elif key in weights:
             raise InputError(f"model file '{files.name}'",
                              f"holds '{key}' twice (as '{weights[key]}' and '{file_key}')",

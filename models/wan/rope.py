@@ -61,6 +61,19 @@ def grid_positions(frames: int, height: int, width: int, device: torch.device | 
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
+def shifted_grid_positions(frames: int, height: int, width: int, offset: tuple[int, int, int] = (0, 0, 0),
+                           device: torch.device | str | None = None) -> torch.Tensor:
+    """:func:`grid_positions` moved by ``offset`` (frame, h, w): extra tokens placed beside the video.
+
+    Methods that append a grid of tokens (a reference image's latent, say) give
+    it positions of its own, e.g. starting right after the video's last row
+    and column, so attention can tell it from the video frame at the same
+    indices.
+    """
+    shift = torch.tensor([int(o) for o in offset], dtype=torch.long, device=device)
+    return grid_positions(frames, height, width, device) + shift
+
+
 def rope_rotation(positions: torch.Tensor, head_dim: int, device: torch.device | str | None = None,
                   theta: float = THETA) -> RopeRotation:
     """The rotation for tokens at integer ``positions`` ``[L, 3]`` (frame, h, w), on ``device``."""
