@@ -44,8 +44,7 @@ from ..errors import InputError
 from ..models.wan.dit import DiTExtensions, ExtraTokens
 from ..models.wan.latent_space import LATENT_CHANNELS
 from ..models.wan.rope import shifted_grid_positions
-from ..sampling.schedulers import Scheduler
-from ..sampling.sigmas import Schedule
+from ..sampling.schedulers import Scheduler, make_scheduler
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window, slice_frames
 from .base import VideoGeometry
@@ -61,7 +60,6 @@ DEFAULT_GUIDANCE = 2.0
 DEFAULT_STEPS = 40
 MASK_CHANNELS = 4
 SPATIAL_STRIDE = 16  # pixels per DiT token side: 8 (VAE) x 2 (patch)
-NUM_TRAIN_TIMESTEPS = 1000
 REFERENCE_BUDGET_FRAMES = 2  # default token budget: twice one video latent frame's tokens
 
 
@@ -128,35 +126,10 @@ def grey_video(frames: int, height: int, width: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- schedule
 def realisdance_scheduler(steps: int = DEFAULT_STEPS, shift: float = 1.0) -> Scheduler:
-    """diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift)`` as the reference pipeline steps it.
-
-    Its ``set_timesteps`` spaces timesteps linearly from its first to its last
-    *training* sigma, and the last one is already shifted, so the low end is
-    shifted twice: ``sigma_i = shift(linspace(1, shift(1/1000), steps)_i)``,
-    then 0. Computed with the same dtypes and order as diffusers (its training
-    table in float32, the spacing and shift in float64), so the float32 sigmas
-    and timesteps are bit-identical. The solver is Euler. ``shift``: the
-    ``shift`` of the release's ``scheduler/scheduler_config.json``; 1.0, this
-    scheduler's default, is what diffusers uses when that file does not set it.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError("steps", f"{steps!r} is not a positive whole number", "an integer of 1 or more")
-    if not 0.0 < float(shift) < float("inf"):
-        raise InputError("shift", f"{shift!r} is not positive", "a number above 0")
-    shift = float(shift)
-    train = torch.tensor([1.0, 1.0 / NUM_TRAIN_TIMESTEPS], dtype=torch.float32)  # first and last training sigma
-    train = shift * train / (1 + (shift - 1) * train)
-    start, stop = train[0].item() * NUM_TRAIN_TIMESTEPS, train[1].item() * NUM_TRAIN_TIMESTEPS
-    if steps > 1:
-        grid = torch.arange(steps, dtype=torch.float64) * ((stop - start) / (steps - 1)) + start  # numpy.linspace
-        grid[-1] = stop
-    else:
-        grid = torch.tensor([start], dtype=torch.float64)
-    s64 = grid / NUM_TRAIN_TIMESTEPS
-    sigmas = (shift * s64 / (1 + (shift - 1) * s64)).to(torch.float32)
-    timesteps = sigmas * NUM_TRAIN_TIMESTEPS
-    return Scheduler(name="euler", schedule=Schedule(sigmas=torch.cat([sigmas, sigmas.new_zeros(1)]),
-                                                     timesteps=timesteps))
+    """The reference pipeline's scheduler: diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift)``
+    (``euler_diffusers``, see sampling/sigmas.py). ``shift``: the ``shift`` of the release's
+    ``scheduler/scheduler_config.json``; 1.0, that scheduler's default, when the file does not set it."""
+    return make_scheduler("euler_diffusers", steps, shift)
 
 
 # ---------------------------------------------------------------- conditioning

@@ -2,7 +2,8 @@
 
 ``unipc`` and ``dpm++`` are Wan's own samplers (``sample_solver`` in Wan's
 generate.py, UniPC its default); ``euler`` is DiffSynth's, which UniAnimate-DiT
-and most DiffSynth-trained methods sample with. Each name brings the schedule its
+and most DiffSynth-trained methods sample with; ``euler_diffusers`` is diffusers'
+FlowMatchEulerDiscreteScheduler, RealisDance-DiT's. Each name brings the schedule its
 reference uses, so a name and a step count reproduce that reference's sigmas
 and timesteps exactly (see sigmas.py).
 """
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError
-from .sigmas import Schedule, euler_schedule, wan_dpm_schedule, wan_unipc_schedule
+from .sigmas import Schedule, diffusers_flowmatch_schedule, euler_schedule, wan_dpm_schedule, wan_unipc_schedule
 from .solvers import DPMPP2MSolver, EulerSolver, Solver, UniPCSolver
 
 _REGISTRY: dict[str, tuple[Callable[[int, float], Schedule], Callable[[Schedule], Solver]]] = {
     "unipc": (wan_unipc_schedule, UniPCSolver),
     "dpm++": (wan_dpm_schedule, DPMPP2MSolver),
     "euler": (euler_schedule, EulerSolver),
+    "euler_diffusers": (diffusers_flowmatch_schedule, EulerSolver),
 }
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -79,3 +79,26 @@ def euler_schedule(steps: int, shift: float) -> Schedule:
     rounded once, so a sigma may differ from DiffSynth's by one float32 ulp.
     """
     return _build(1.0, steps, shift, integer_timesteps=False)
+
+
+def diffusers_flowmatch_schedule(steps: int, shift: float, train_steps: int = 1000) -> Schedule:
+    """diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift)``, as RealisDance-DiT's pipeline steps it.
+
+    Its ``set_timesteps`` spaces timesteps linearly from its first to its last
+    *training* sigma, and the last one is already shifted, so the low end is
+    shifted twice: ``sigma_i = shift(linspace(1, shift(1/1000), steps)_i)``,
+    then 0. Computed with the same dtypes and order as diffusers (its training
+    table in float32, the spacing and shift in float64), so the float32 sigmas
+    and timesteps are bit-identical.
+    """
+    train = torch.tensor([1.0, 1.0 / train_steps], dtype=torch.float32)  # first and last training sigma
+    train = shift * train / (1 + (shift - 1) * train)
+    start, stop = train[0].item() * train_steps, train[1].item() * train_steps
+    if steps > 1:
+        grid = torch.arange(steps, dtype=torch.float64) * ((stop - start) / (steps - 1)) + start  # numpy.linspace
+        grid[-1] = stop
+    else:
+        grid = torch.tensor([start], dtype=torch.float64)
+    s64 = grid / train_steps
+    sigmas = (shift * s64 / (1 + (shift - 1) * s64)).to(torch.float32)
+    return Schedule(sigmas=torch.cat([sigmas, sigmas.new_zeros(1)]), timesteps=sigmas * train_steps)

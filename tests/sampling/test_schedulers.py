@@ -174,4 +174,4 @@ def test_bad_settings_name_the_input(kwargs, input_name):
 
 
 def test_scheduler_names():
-    assert SCHEDULER_NAMES == ("unipc", "dpm++", "euler")
+    assert SCHEDULER_NAMES == ("unipc", "dpm++", "euler", "euler_diffusers")
