@@ -2,7 +2,7 @@
 
 For the end-to-end tests (with and without ComfyUI) and for trying the
 workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
-LoRA + pose encoders, and the Wan 2.1 VAE, written in the formats users
+LoRA + pose encoders, RealisDance-DiT's transformer, and the Wan 2.1 VAE, written in the formats users
 download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
 each under the name the README's model table gives. The videos they make
 are noise; every code path they take is the real one.
@@ -20,6 +20,7 @@ from .wan.vae import WanVAE, WanVAEConfig
 DIT_FILE = "wan2.1_i2v_480p_14B_fp16.safetensors"
 UNIANIMATE_FILE = "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
 VAE_FILE = "wan_2.1_vae.safetensors"
+REALISDANCE_FILE = "realisdance_dit_14B_bf16.safetensors"  # a single-file repack of the released transformer
 LORA_RANK = 4
 
 
@@ -45,6 +46,16 @@ def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128
     return state
 
 
+def realisdance_layers_state_dict(dim: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """RealisDance-DiT's three extra layers (``add_conv_in``, ``add_proj``, ``attn_conv_in``) for a tiny DiT."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"add_conv_in.weight": (dim, 32, 1, 2, 2), "add_conv_in.bias": (dim,),
+              "add_proj.weight": (dim, dim), "add_proj.bias": (dim,),
+              "attn_conv_in.weight": (dim, 16, 1, 2, 2), "attn_conv_in.bias": (dim,)}
+    return {k: (torch.randn(s, generator=g) / math.sqrt(math.prod(s[1:])) if len(s) > 1 else
+                0.02 * torch.randn(s, generator=g)) for k, s in shapes.items()}
+
+
 def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     """A Wan 2.1 VAE with random weights that keep activations in range (``dim`` 96 is the real size)."""
     g = torch.Generator().manual_seed(seed)
@@ -65,7 +76,7 @@ def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
                            seed: int = 0) -> dict[str, Path]:
-    """Write the DiT, UniAnimate and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
+    """Write the DiT, UniAnimate, RealisDance and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
 
     ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
     take the host's real encoder outputs); ``vae_dim`` 96 writes a VAE of the
@@ -75,12 +86,14 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
 
     root = Path(models_dir)
     paths = {"dit": root / "diffusion_models" / DIT_FILE, "unianimate": root / "loras" / UNIANIMATE_FILE,
-             "vae": root / "vae" / VAE_FILE}
+             "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     widths = {"text_dim": text_dim, "clip_dim": clip_dim}
-    save_comfy_single_file(tiny_wan_state_dict("i2v", seed=seed, **widths), paths["dit"], dtype=torch.float16,
-                           num_heads=2)
+    dit_state = tiny_wan_state_dict("i2v", seed=seed, **widths)
+    save_comfy_single_file(dit_state, paths["dit"], dtype=torch.float16, num_heads=2)
+    save_comfy_single_file({**dit_state, **realisdance_layers_state_dict(seed=seed + 3)}, paths["realisdance"],
+                           prefix=False, dtype=torch.bfloat16, num_heads=2)
     torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])
     save_file({k: v.to(torch.float16).contiguous() for k, v in vae_state_dict(vae_dim, seed + 2).items()},
               str(paths["vae"]))

@@ -48,15 +48,7 @@ class PoseAnimateDiTLoader:
             "dit_name": (host.list_model_files("diffusion_models"),
                          {"tooltip": "A Wan 2.1/2.2 14B I2V model in ComfyUI/models/diffusion_models "
                                      "(e.g. wan2.1_i2v_480p_14B_fp16.safetensors)."}),
-            "weight_dtype": (list(STORAGE_DTYPES), {"default": "default",
-                             "tooltip": "How weights are kept in memory; 'default' keeps the file's dtype. "
-                                        "fp8 halves memory at a small cost in quality."}),
-            "compute_dtype": (list(COMPUTE_DTYPES), {"default": "auto",
-                              "tooltip": "The dtype layers compute in; 'auto': bf16 on GPUs that support it, "
-                                         "else the weight dtype."}),
-            "attention": (list(ATTENTION), {"default": "sdpa",
-                          "tooltip": "Attention kernel. sdpa_chunked splits long sequences to save memory; "
-                                     "flash_attn and sageattention need those packages installed."}),
+            **dit_options(),
         }}
 
     def load(self, dit_name: str, weight_dtype: str, compute_dtype: str, attention: str) -> tuple[DiTHandle]:
@@ -64,9 +56,29 @@ class PoseAnimateDiTLoader:
         storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         model, info = load_wan_dit(path, storage_dtype=storage, device=host.offload_device(),
                                    operations=host.operations(storage, compute), compute_dtype=compute)
-        backend = "sdpa" if attention == "sdpa_chunked" else attention
-        model.set_attention(backend, CHUNKED_QUERIES if attention == "sdpa_chunked" else None)
-        return (DiTHandle(host.manage(model), model, info),)
+        return (dit_handle(model, info, attention),)
+
+
+def dit_options() -> dict:
+    """The DiT loaders' widgets besides the file: storage dtype, compute dtype, attention kernel."""
+    return {
+        "weight_dtype": (list(STORAGE_DTYPES), {"default": "default",
+                         "tooltip": "How weights are kept in memory; 'default' keeps the file's dtype. "
+                                    "fp8 halves memory at a small cost in quality."}),
+        "compute_dtype": (list(COMPUTE_DTYPES), {"default": "auto",
+                          "tooltip": "The dtype layers compute in; 'auto': bf16 on GPUs that support it, "
+                                     "else the weight dtype."}),
+        "attention": (list(ATTENTION), {"default": "sdpa",
+                      "tooltip": "Attention kernel. sdpa_chunked splits long sequences to save memory; "
+                                 "flash_attn and sageattention need those packages installed."}),
+    }
+
+
+def dit_handle(model, info: WanCheckpointInfo, attention: str) -> DiTHandle:
+    """A loaded DiT with its attention kernel set, handed to the host's memory manager."""
+    backend = "sdpa" if attention == "sdpa_chunked" else attention
+    model.set_attention(backend, CHUNKED_QUERIES if attention == "sdpa_chunked" else None)
+    return DiTHandle(host.manage(model), model, info)
 
 
 class PoseAnimateLoRA:

@@ -5,7 +5,6 @@ the pack's one sampler node; decoding is any Wan 2.1 VAE decode node.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,7 @@ from ..models.wan.config import WanDiTConfig
 from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
 from .sampler_nodes import CONDITIONING_TYPE
 from .vae_nodes import VAE_TYPES
-
-log = logging.getLogger(__name__)
+from .video_inputs import check_frame_count, check_video_size, video_frames, whole_video_frames
 
 UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
 
@@ -118,13 +116,11 @@ class PoseAnimateUniAnimateConditioning:
                                  "image's CLIP vision features", "CLIP Vision Encode (clip_vision_h) of the "
                                  "reference image")
             clip = clip_features(clip_vision_output, "clip_vision_output", config.image_embed_dim)
-        if not torch.is_tensor(pose_video) or pose_video.dim() != 4 or pose_video.shape[0] == 0:
-            raise InputError("pose_video", f"has shape {list(getattr(pose_video, 'shape', []))}",
-                             "a batch of rendered pose frames [frames, height, width, 3]")
-        count = frames or _whole_video_frames(int(pose_video.shape[0]))
+        pose_video = video_frames(pose_video, "pose_video")
+        count = frames or whole_video_frames(int(pose_video.shape[0]))
         height, width = int(pose_video.shape[1]), int(pose_video.shape[2])
-        _check_video_size(height, width)
-        _check_frame_count(count, "frames")
+        check_video_size(height, width, "pose_video")
+        check_frame_count(count, "frames")
         reference = fit_image(reference_image[..., :3], height, width, "reference_image")
         vae_input = torch.full((count, height, width, 3), GRAY, dtype=torch.float32)
         vae_input[0] = reference
@@ -132,29 +128,6 @@ class PoseAnimateUniAnimateConditioning:
         return (build_unianimate_conditioning(
             unianimate.encoders, latent, reference_pose[..., :3], pose_video[..., :3], context, negative_context,
             clip, pose_strength, pose_start, pose_end, frames=count),)
-
-
-def _check_video_size(height: int, width: int) -> None:
-    for name, size in (("height", height), ("width", width)):
-        if size % 16:
-            lower = size - size % 16
-            raise InputError("pose_video", f"{name} {size} is not a multiple of 16",
-                             f"a {name} of {lower or 16} or {lower + 16} pixels (render the poses at that size)")
-
-
-def _whole_video_frames(available: int) -> int:
-    """frames = 0: every pose frame, rounded down to the 4k+1 frames Wan's VAE takes."""
-    count = 1 + 4 * ((available - 1) // 4)
-    if count < available:
-        log.info("frames 0: using %d of the %d pose frames (Wan videos have 4k+1 frames)", count, available)
-    return count
-
-
-def _check_frame_count(count: int, name: str) -> None:
-    if (count - 1) % 4:
-        lower = count - (count - 1) % 4
-        raise InputError(name, f"{count} frames is not of the form 4k+1 that Wan's VAE needs",
-                         f"{lower} or {lower + 4} frames" if lower > 0 else "5 frames")
 
 
 NODES = {"PoseAnimateUniAnimateLoader": (PoseAnimateUniAnimateLoader, "Load UniAnimate-DiT (PoseAnimate)"),

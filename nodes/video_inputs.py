@@ -1,0 +1,45 @@
+"""Checks shared by the method nodes: video sizes and frame counts as Wan's VAE and DiT take them."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+PIXELS_PER_TOKEN = 16  # 8 (VAE) x 2 (DiT patch)
+
+
+def check_video_size(height: int, width: int, input_name: str) -> None:
+    """Width and height multiples of 16; else the nearest valid sizes."""
+    for name, size in (("height", height), ("width", width)):
+        if size % PIXELS_PER_TOKEN:
+            lower = size - size % PIXELS_PER_TOKEN
+            raise InputError(input_name, f"{name} {size} is not a multiple of {PIXELS_PER_TOKEN}",
+                             f"a {name} of {lower or PIXELS_PER_TOKEN} or {lower + PIXELS_PER_TOKEN} pixels")
+
+
+def whole_video_frames(available: int) -> int:
+    """frames = 0: every frame there is, rounded down to the 4k+1 frames Wan's VAE takes."""
+    count = 1 + 4 * ((available - 1) // 4)
+    if count < available:
+        log.info("frames 0: using %d of the %d frames (Wan videos have 4k+1 frames)", count, available)
+    return count
+
+
+def check_frame_count(count: int, input_name: str = "frames") -> None:
+    """A 4k+1 frame count; else the nearest valid counts."""
+    if (count - 1) % 4:
+        lower = count - (count - 1) % 4
+        raise InputError(input_name, f"{count} frames is not of the form 4k+1 that Wan's VAE needs",
+                         f"{lower} or {lower + 4} frames" if lower > 0 else "5 frames")
+
+
+def video_frames(images: torch.Tensor, input_name: str) -> torch.Tensor:
+    """An IMAGE batch of at least one RGB frame, alpha dropped."""
+    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[0] == 0 or images.shape[-1] not in (3, 4):
+        raise InputError(input_name, f"has shape {list(getattr(images, 'shape', []))}",
+                         "an IMAGE batch [frames, height, width, 3] with at least one frame")
+    return images[..., :3]

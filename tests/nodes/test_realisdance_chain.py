@@ -1,0 +1,80 @@
+"""RealisDance-DiT through the pack's nodes, outside the host, on tiny files under the real names:
+loader -> reference tokens (own aspect, shifted RoPE) -> conditioning (two pose videos) -> sampler -> decode."""
+import pytest
+import torch
+
+from poseanimate.errors import InputError
+from poseanimate.methods.realisdance_layers import RopeShifts
+from poseanimate.models.tiny_files import REALISDANCE_FILE, VAE_FILE, write_tiny_model_files
+from poseanimate.nodes.realisdance_nodes import (PoseAnimateRealisDanceConditioning, PoseAnimateRealisDanceLoader,
+                                                 PoseAnimateRealisDanceReference)
+from poseanimate.nodes.sampler_nodes import PoseAnimateSampler
+from poseanimate.nodes.vae_nodes import PoseAnimateVAEDecode, PoseAnimateVAELoader
+
+H, W = 32, 48
+SAMPLE = dict(seed=1, steps=2, cfg=2.0, shift=1.0, scheduler="euler_diffusers", window_length=21, window_overlap=4,
+              blending="linear")
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_model_files(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSEANIMATE_MODELS", str(root))
+        dit, realisdance = PoseAnimateRealisDanceLoader().load(REALISDANCE_FILE, "fp32", "fp32", "sdpa")
+        (vae,) = PoseAnimateVAELoader().load(VAE_FILE, "fp32", 0, 8)
+        yield dit, realisdance, vae
+
+
+def _videos(frames):
+    g = torch.Generator().manual_seed(4)
+    return torch.rand(frames, H, W, 3, generator=g), torch.rand(frames, H, W, 3, generator=g)
+
+
+def _conditioning(loaded, frames=5, shifts=("model", "model", "model")):
+    dit, realisdance, vae = loaded
+    reference_image = torch.rand(1, 60, 30, 3, generator=torch.Generator().manual_seed(2))  # its own aspect
+    (reference,) = PoseAnimateRealisDanceReference().encode(realisdance, vae, reference_image, W, H, *shifts)
+    g = torch.Generator().manual_seed(0)
+    text, empty = torch.randn(1, 5, 32, generator=g), torch.zeros(1, 1, 32)
+    clip, grey_clip = torch.randn(1, 257, 32, generator=g), torch.randn(1, 257, 32, generator=g)
+    smpl, hamer = _videos(frames)
+    (cond,) = PoseAnimateRealisDanceConditioning().build(realisdance, reference, vae, text, empty, smpl, hamer,
+                                                         frames, 1.0, clip, grey_clip)
+    return reference, cond
+
+
+def test_reference_keeps_its_aspect_at_the_videos_area_and_shifts_follow_the_switches(loaded):
+    reference, cond = _conditioning(loaded, shifts=("off", "on", "model"))
+    assert reference.size == (48, 32)  # a 2:1 portrait at the 48x32 video's area, multiples of 16
+    assert reference.latent.shape == (1, 16, 1, 6, 4)
+    assert reference.shifts == RopeShifts(False, True, True)
+    positions = cond.positions()
+    assert positions[:, 0].max() == 0 and positions[:, 1].min() == H // 16 and positions[:, 2].min() == W // 16
+
+
+def test_chain_samples_and_decodes_the_requested_video(loaded):
+    dit, realisdance, vae = loaded
+    _, cond = _conditioning(loaded, frames=9)
+    (latent,) = PoseAnimateSampler().sample(dit, cond, **SAMPLE)
+    (images,) = PoseAnimateVAEDecode().decode(latent, vae)
+    assert latent["samples"].shape == (1, 16, 3, H // 8, W // 8)
+    assert images.shape == (9, H, W, 3) and torch.isfinite(images).all()
+    again = PoseAnimateSampler().sample(dit, _conditioning(loaded, frames=9)[1], **SAMPLE)[0]
+    assert torch.equal(latent["samples"], again["samples"])
+
+
+def test_pose_videos_of_different_sizes_or_too_short_are_refused(loaded):
+    dit, realisdance, vae = loaded
+    reference, _ = _conditioning(loaded)
+    text = torch.randn(1, 5, 32)
+    clip = torch.randn(1, 257, 32)
+    smpl, hamer = _videos(5)
+    node = PoseAnimateRealisDanceConditioning()
+    with pytest.raises(InputError, match="hamer_video.*smpl_video's size"):
+        node.build(realisdance, reference, vae, text, text, smpl, hamer[:, :16], 5, 1.0, clip)
+    with pytest.raises(InputError, match="smpl_video: has 5 frames"):
+        node.build(realisdance, reference, vae, text, text, smpl, hamer, 9, 1.0, clip)
+    with pytest.raises(InputError, match="clip_vision_output: is missing"):
+        node.build(realisdance, reference, vae, text, text, smpl, hamer, 5, 1.0)
