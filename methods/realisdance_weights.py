@@ -87,9 +87,9 @@ def load_realisdance(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
     """Load RealisDance-DiT's transformer: the Wan DiT (any layout and dtype the loader takes) and its layers.
 
     Arguments as :func:`~..models.checkpoint.wan_dit.load_wan_dit`; ``shifts``
-    overrides the RoPE switches read from config.json. The layers keep the
-    file's dtype (fp8 ones are dequantized to bf16) and compute in their
-    input's dtype.
+    overrides the RoPE switches read from config.json; ``operations`` builds
+    the DiT. The layers keep the file's dtype (fp8 ones are dequantized to
+    bf16) and compute in their input's dtype.
     """
     file_shifts, shifts_from = check_realisdance_file(path_or_paths)
     if shifts is not None:
@@ -102,8 +102,9 @@ def load_realisdance(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
         raise InputError(source, f"is a Wan {config.kind.upper()} DiT"
                          f"{'' if config.has_image_branch else ' without a CLIP image branch'}",
                          "RealisDance-DiT, built on the Wan 2.1 I2V 14B DiT (36 input channels, CLIP image branch)")
-    layers = RealisDanceLayers.from_state_dict(info.extra_tensors, source,
-                                               operations=operations or _default_ops())
+    # the layers are small and live outside the host's model patcher: the pack's casting layers, which
+    # compute in their input's dtype whatever the stored one (the host's ops do not cast outside it)
+    layers = RealisDanceLayers.from_state_dict(info.extra_tensors, source, operations=_casting_ops())
     if layers.dim != config.dim or layers.patch_size != tuple(config.patch_size):
         raise InputError(source, f"its RealisDance layers are {layers.dim} wide with patch {layers.patch_size}, "
                          f"the DiT {config.dim} wide with patch {tuple(config.patch_size)}", EXPECTED_FILE)
@@ -112,6 +113,6 @@ def load_realisdance(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
     return RealisDanceModel(dit, layers, file_shifts, info, shifts_from)
 
 
-def _default_ops():
+def _casting_ops():
     from ..models.ops import CastOps
     return CastOps

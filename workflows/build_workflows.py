@@ -177,11 +177,77 @@ def _unianimate(name: str, frames: int, note: str) -> Workflow:
     ])
 
 
+REALISDANCE_NOTE = """RealisDance-DiT animation (PoseAnimate)
+
+Model files (ComfyUI/models/<folder>/):
+- diffusion_models/: RealisDance-DiT's transformer, from Hugging Face theFoxofSky/RealisDance-DiT: put its
+  transformer/ folder in diffusion_models/ and pick diffusion_pytorch_model.safetensors.index.json, or use a
+  single-file repack (realisdance_dit_14B_bf16.safetensors here)
+- vae/wan_2.1_vae.safetensors, text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors,
+  clip_vision/clip_vision_h.safetensors: Comfy-Org/Wan_2.1_ComfyUI_repackaged
+- poseanimate_pose/yolox_l.onnx, dw-ll_ucoco_384.onnx: yzd-v/DWPose
+
+RealisDance-DiT was trained on SMPL-CS body renders and HaMeR hand renders, which come from other tools. This
+workflow feeds the pack's own pose render to both inputs as a stand-in: it runs anywhere, with weaker results;
+connect real SMPL-CS and HaMeR render videos for the model's full quality. The reference keeps its own aspect;
+its tokens are appended with shifted RoPE (switches on the reference node). The unconditional branch uses the
+empty prompt and the CLIP features of a grey image, as the reference pipeline does."""
+
+
+def _realisdance(name: str, frames: int, note: str) -> Workflow:
+    """RealisDance-DiT: reference tokens + pose-condition videos -> animation."""
+    size = {"width": 576, "height": 1024}
+    return Workflow(name, [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+             widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
+        Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+             title="Extract Poses (driving video)", size=(360, 620)),
+        Node(9, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (6, 0)},
+             widgets={"style": "openpose", **size, "fit": "letterbox"}, title="Render Poses (stand-in for SMPL-CS "
+             "and HaMeR)", size=(340, 620)),
+        Node(10, "CLIPLoader", (1540, 80),
+             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
+        Node(11, "CLIPTextEncode", (1540, 240), links={"clip": (10, 0)}, title="Prompt",
+             widgets={"text": "a person dancing, natural motion, detailed face and hands, high quality"}),
+        Node(12, "CLIPTextEncode", (1540, 480), links={"clip": (10, 0)}, title="Empty prompt (unconditional)",
+             widgets={"text": ""}),
+        Node(13, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
+        Node(14, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (13, 0), "image": (3, 0)},
+             widgets={"crop": "none"}, title="CLIP Vision Encode (reference)"),
+        Node(15, "EmptyImage", (1160, 760), widgets={"width": 224, "height": 224, "batch_size": 1,
+                                                     "color": 0x808080}, title="Grey image"),
+        Node(16, "CLIPVisionEncode", (1540, 1000), links={"clip_vision": (13, 0), "image": (15, 0)},
+             widgets={"crop": "none"}, title="CLIP Vision Encode (grey)"),
+        Node(17, "PoseAnimateVAELoader", (1540, 1160), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(18, "PoseAnimateRealisDanceLoader", (1920, 80),
+             widgets={"dit_name": "realisdance_dit_14B_bf16.safetensors"}),
+        Node(19, "PoseAnimateRealisDanceReference", (1920, 300),
+             links={"realisdance": (18, 1), "vae": (17, 0), "reference_image": (3, 0)}, widgets=size),
+        Node(20, "PoseAnimateRealisDanceConditioning", (1920, 620),
+             links={"realisdance": (18, 1), "reference": (19, 0), "vae": (17, 0), "positive": (11, 0),
+                    "negative": (12, 0), "smpl_video": (9, 0), "hamer_video": (9, 0),
+                    "clip_vision_output": (14, 0), "negative_clip_vision_output": (16, 0)},
+             widgets={"frames": frames}, size=(380, 380)),
+        Node(21, "PoseAnimateSampler", (2340, 80), links={"dit": (18, 0), "conditioning": (20, 0)},
+             widgets={"seed": 42, "steps": 40, "cfg": 2.0, "shift": 1.0, "scheduler": "euler_diffusers",
+                      "blending": "linear"}, size=(340, 420)),
+        Node(22, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (21, 0), "vae": (17, 0)}),
+        Node(23, "CreateVideo", (2720, 80), links={"images": (22, 0)}, widgets={"fps": 16.0}),
+        Node(24, "SaveVideo", (2720, 240), links={"video": (23, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
+        Note(25, (40, 900), note, size=(680, 420)),
+    ])
+
+
 WORKFLOWS += [
     _unianimate("unianimate", 81, UNIANIMATE_NOTE),
     _unianimate("unianimate_long_video", 0, UNIANIMATE_NOTE.replace(
         "UniAnimate-DiT animation (PoseAnimate)",
         "UniAnimate-DiT, long video (PoseAnimate): frames 0 = the whole driving video, in windows of 81 frames")),
+    _realisdance("realisdance", 81, REALISDANCE_NOTE),
 ]
 
 # ---------------------------------------------------------------- object_info: what the front end makes of a node

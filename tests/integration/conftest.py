@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import textwrap
 import sys
 import time
 import urllib.error
@@ -259,3 +260,38 @@ def comfy(host_paths, comfy_base) -> ComfyClient:
         yield client
     finally:
         _stop(proc)
+
+
+# ---------------------------------------------------------------- what the method workflows need
+def _pose_inputs():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pose_inputs", HERE / "pose_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_REFERENCE_PNG = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from PIL import Image
+    image = np.full((160, 240, 3), 20, np.uint8)
+    image[20:150, 100:140] = (200, 190, 180)
+    image[50:56, 117:123] = 255
+    Image.fromarray(image).save(sys.argv[1])
+""")
+
+
+@pytest.fixture(scope="session")
+def method_server(comfy, host_paths):
+    """The server with everything the method workflows load: tiny models under the real names, the pose
+    models, a driving video and a reference image in input/."""
+    from poseanimate.models.tiny_files import write_tiny_model_files
+    write_tiny_model_files(comfy.models_dir, text_dim=4096, clip_dim=1280)
+    inputs = _pose_inputs()
+    inputs.write_pose_models(comfy.models_dir)
+    inputs.write_driving_video(host_paths.python, comfy.input_dir)
+    proc = subprocess.run([host_paths.python, "-c", _REFERENCE_PNG, str(comfy.input_dir / "reference.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return comfy

@@ -9,8 +9,6 @@ runs the next job, and a bad input comes back as a readable execution error.
 """
 import importlib.util
 import json
-import subprocess
-import textwrap
 import time
 from pathlib import Path
 
@@ -29,28 +27,6 @@ def _load(name, path):
 
 
 inputs = _load("pose_inputs", HERE / "pose_inputs.py")
-
-_REFERENCE_PNG = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from PIL import Image
-    image = np.full((160, 240, 3), 20, np.uint8)
-    image[20:150, 100:140] = (200, 190, 180)
-    image[50:56, 117:123] = 255
-    Image.fromarray(image).save(sys.argv[1])
-""")
-
-
-@pytest.fixture(scope="module")
-def unianimate_server(comfy, host_paths):
-    from poseanimate.models.tiny_files import write_tiny_model_files
-    write_tiny_model_files(comfy.models_dir, text_dim=4096, clip_dim=1280)
-    inputs.write_pose_models(comfy.models_dir)
-    inputs.write_driving_video(host_paths.python, comfy.input_dir)
-    proc = subprocess.run([host_paths.python, "-c", _REFERENCE_PNG, str(comfy.input_dir / "reference.png")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return comfy
 
 
 def tiny_workflow(name: str, **sets) -> dict:
@@ -87,8 +63,8 @@ def _saved_video(comfy, result) -> Path:
     # frames 0: the whole 12-frame driving video, rounded down to 9; windows of 2 latent frames over 3
     ("unianimate_long_video", {"20__window_length": 2, "20__window_overlap": 1, "20__blending": "linear"}, 9),
 ])
-def test_workflow_writes_the_requested_video(unianimate_server, host_paths, name, sets, frames):
-    comfy = unianimate_server
+def test_workflow_writes_the_requested_video(method_server, host_paths, name, sets, frames):
+    comfy = method_server
     result = comfy.run(tiny_workflow(name, **sets), timeout=600)
     assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-4000:]
     video = inputs.probe_video(host_paths.python, _saved_video(comfy, result))
@@ -102,8 +78,8 @@ def _loaded(comfy, workflow) -> list[str]:
     return result.outputs["99"]["text"]
 
 
-def test_models_are_in_the_hosts_list_and_leave_it_after_free(unianimate_server):
-    comfy = unianimate_server
+def test_models_are_in_the_hosts_list_and_leave_it_after_free(method_server):
+    comfy = method_server
     wf = tiny_workflow("unianimate", **{"19__frames": 5})
     wf["99"] = {"class_type": "PoseAnimateTestLoadedModels", "inputs": {"after": ["20", 0]}}
     assert any(name.endswith(".WanDiT") for name in _loaded(comfy, wf))
@@ -117,8 +93,8 @@ def test_models_are_in_the_hosts_list_and_leave_it_after_free(unianimate_server)
     assert again.status == "success", again.error
 
 
-def test_interrupt_stops_a_long_run_within_a_second_and_the_next_job_runs(unianimate_server):
-    comfy = unianimate_server
+def test_interrupt_stops_a_long_run_within_a_second_and_the_next_job_runs(method_server):
+    comfy = method_server
     long_run = tiny_workflow("unianimate", **{"19__frames": 9, "20__steps": 200, "20__seed": 11})
     prompt_id = comfy.queue(long_run)
     deadline = time.monotonic() + 60
@@ -135,8 +111,8 @@ def test_interrupt_stops_a_long_run_within_a_second_and_the_next_job_runs(uniani
     assert nxt.status == "success", nxt.error
 
 
-def test_bad_frame_count_is_a_readable_execution_error(unianimate_server):
-    comfy = unianimate_server
+def test_bad_frame_count_is_a_readable_execution_error(method_server):
+    comfy = method_server
     result = comfy.run(tiny_workflow("unianimate", **{"19__frames": 7}), timeout=600)
     assert result.status == "error"
     message = result.error["exception_message"]
@@ -145,8 +121,8 @@ def test_bad_frame_count_is_a_readable_execution_error(unianimate_server):
     assert ok.status == "success", ok.error
 
 
-def test_bad_values_and_missing_files_come_back_as_node_errors(unianimate_server):
-    comfy = unianimate_server
+def test_bad_values_and_missing_files_come_back_as_node_errors(method_server):
+    comfy = method_server
     for sets, node_id, needle in (({"20__steps": 0}, "20", "steps"),
                                   ({"17__dit_name": "missing_model.safetensors"}, "17", "dit_name"),
                                   ({"20__cfg": "lots"}, "20", "cfg")):
