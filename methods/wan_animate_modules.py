@@ -225,7 +225,7 @@ def load_wan_animate(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
     """The Wan2.2-Animate DiT and its modules from the official shards or a Comfy-Org / Kijai single file.
 
     Returns ``(dit, modules, info)``; both parts use the same storage and
-    compute dtypes. A plain Wan DiT (no Animate tensors) is refused.
+    compute dtypes; ``operations`` builds the DiT. A plain Wan DiT (no Animate tensors) is refused.
     """
     operations = operations or CastOps
     dit, info = load_wan_dit(path_or_paths, storage_dtype, device, operations, compute_dtype, num_heads,
@@ -234,7 +234,9 @@ def load_wan_animate(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
     if not info.extra_tensors:
         raise InputError(source, "is a plain Wan DiT without the Animate modules", EXPECTED_FILE)
     _check_dit(dit.config, source)
-    modules = AnimateModules.from_state_dict(info.extra_tensors, dit.config.num_heads, operations, storage_dtype,
+    # the modules live outside the host's model patcher (the sampler node moves them to the compute device):
+    # the pack's casting layers, which compute in their input's dtype whatever the stored one
+    modules = AnimateModules.from_state_dict(info.extra_tensors, dit.config.num_heads, CastOps, storage_dtype,
                                              device, info.compute_dtype, source)
     if modules.config.dim != dit.config.dim:
         raise InputError(source, f"has Animate modules of width {modules.config.dim} for a DiT of width "

@@ -2,7 +2,8 @@
 
 For the end-to-end tests (with and without ComfyUI) and for trying the
 workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
-LoRA + pose encoders, RealisDance-DiT's transformer, and the Wan 2.1 VAE, written in the formats users
+LoRA + pose encoders, RealisDance-DiT's transformer, Wan2.2-Animate with its
+relighting LoRA, and the Wan 2.1 VAE, written in the formats users
 download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
 each under the name the README's model table gives. The videos they make
 are noise; every code path they take is the real one.
@@ -21,6 +22,8 @@ DIT_FILE = "wan2.1_i2v_480p_14B_fp16.safetensors"
 UNIANIMATE_FILE = "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
 VAE_FILE = "wan_2.1_vae.safetensors"
 REALISDANCE_FILE = "realisdance_dit_14B_bf16.safetensors"  # a single-file repack of the released transformer
+ANIMATE_FILE = "wan2.2_animate_14B_bf16.safetensors"
+RELIGHT_FILE = "WanAnimate_relight_lora_fp16.safetensors"
 LORA_RANK = 4
 
 
@@ -56,6 +59,47 @@ def realisdance_layers_state_dict(dim: int = 64, seed: int = 0) -> dict[str, tor
                 0.02 * torch.randn(s, generator=g)) for k, s in shapes.items()}
 
 
+def animate_modules_state_dict(dim: int = 64, num_heads: int = 2, num_layers: int = 2,
+                               seed: int = 0) -> dict[str, torch.Tensor]:
+    """Wan2.2-Animate's modules (pose embedding, motion encoder on 16-px faces, face encoder, face blocks)
+    under the official names, random and small, for a tiny DiT of ``num_layers`` blocks."""
+    from ..methods.wan_animate_face import ADAPTER_EVERY
+    from ..methods.wan_animate_modules import AnimateConfig, AnimateModules
+    from ..methods.wan_animate_motion import MotionEncoderConfig
+
+    config = AnimateConfig(dim=dim, num_heads=num_heads, adapters=(num_layers - 1) // ADAPTER_EVERY + 1,
+                           face_width=16, motion=MotionEncoderConfig(size=16, widths=(16, 16, 16)))
+    modules = AnimateModules(config, device="meta")
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, p in modules.state_dict().items():
+        if name.endswith("kernel"):
+            continue  # the fixed blur kernels: the loader fills them in
+        elif p.dim() >= 2:
+            state[name] = 0.5 * torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+        elif "norm" in name:
+            state[name] = 1.0 + 0.1 * torch.randn(p.shape, generator=g)
+        else:  # biases (some modules leave them uninitialised)
+            state[name] = 0.02 * torch.randn(p.shape, generator=g)
+    return state
+
+
+def relight_lora_state_dict(num_layers: int = 2, dim: int = 64, ffn_dim: int = 128, rank: int = 4,
+                            seed: int = 0) -> dict[str, torch.Tensor]:
+    """A relighting LoRA in the fp16 single-file layout: every attention and FFN Linear of every block."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for i in range(num_layers):
+        targets = [(f"self_attn.{p}", dim, dim) for p in "qkvo"]
+        targets += [(f"cross_attn.{p}", dim, dim) for p in ("q", "k", "v", "o", "k_img", "v_img")]
+        targets += [("ffn.0", dim, ffn_dim), ("ffn.2", ffn_dim, dim)]
+        for module, fan_in, fan_out in targets:
+            key = f"diffusion_model.blocks.{i}.{module}"
+            state[f"{key}.lora_down.weight"] = torch.randn(rank, fan_in, generator=g) / math.sqrt(fan_in)
+            state[f"{key}.lora_up.weight"] = 0.05 * torch.randn(fan_out, rank, generator=g)
+    return state
+
+
 def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     """A Wan 2.1 VAE with random weights that keep activations in range (``dim`` 96 is the real size)."""
     g = torch.Generator().manual_seed(seed)
@@ -76,7 +120,7 @@ def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
                            seed: int = 0) -> dict[str, Path]:
-    """Write the DiT, UniAnimate, RealisDance and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
+    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA) and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
 
     ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
     take the host's real encoder outputs); ``vae_dim`` 96 writes a VAE of the
@@ -86,7 +130,8 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
 
     root = Path(models_dir)
     paths = {"dit": root / "diffusion_models" / DIT_FILE, "unianimate": root / "loras" / UNIANIMATE_FILE,
-             "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE}
+             "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE,
+             "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     widths = {"text_dim": text_dim, "clip_dim": clip_dim}
@@ -94,6 +139,10 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
     save_comfy_single_file(dit_state, paths["dit"], dtype=torch.float16, num_heads=2)
     save_comfy_single_file({**dit_state, **realisdance_layers_state_dict(seed=seed + 3)}, paths["realisdance"],
                            prefix=False, dtype=torch.bfloat16, num_heads=2)
+    save_comfy_single_file({**dit_state, **animate_modules_state_dict(seed=seed + 4)}, paths["animate"],
+                           dtype=torch.bfloat16, num_heads=2)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in relight_lora_state_dict(seed=seed + 5).items()},
+              str(paths["relight"]))
     torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])
     save_file({k: v.to(torch.float16).contiguous() for k, v in vae_state_dict(vae_dim, seed + 2).items()},
               str(paths["vae"]))
