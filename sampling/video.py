@@ -20,8 +20,8 @@ from .guidance import Guidance
 from .loop import ProgressFn, StepCallback, make_noise, sample
 from .schedulers import Scheduler
 from .wan_denoiser import WanCond, WanDenoiser
-from .windows import (UNIANIMATE_OVERLAP, UNIANIMATE_WINDOW, Window, add_private_frames, plan_windows,
-                      real_frames, windowed_denoiser)
+from .windows import (UNIANIMATE_OVERLAP, UNIANIMATE_WINDOW, Window, WindowPlan, add_private_frames,
+                      check_blending, denoise_windowed, plan_windows, real_frames)
 
 log = logging.getLogger(__name__)
 
@@ -51,41 +51,112 @@ class Branch:
         return self.conditioning.branch(self.positive, self.step, self.steps, window)
 
 
+WindowProgressFn = Callable[[int, int, int, int], None]
+"""``(step, steps, window, windows)``, all counted from 1: called each time a window of a step is
+done (once per step for a one-pass run, with ``window = windows = 1``). ``steps * windows`` calls
+in all, so a host bar of that total advances by one per call."""
+
+
+class _StepIndex:
+    """Stands in for the conditioning in the loop's own guidance: it resolves to the step index,
+    so the windowed model knows the step and runs the real guidance inside each window."""
+
+    def at_step(self, step: int) -> int:
+        return step
+
+
+def window_plan(frames: int, windows: WindowSettings | None) -> WindowPlan | None:
+    """The plan :func:`sample_video` follows for ``frames`` latent frames; None without windows.
+
+    One window (with ``plan.notice`` saying why when the video is shorter than
+    a window) means one pass over the whole video. Bad settings (an overlap not
+    smaller than the window, an unknown blending, a window or overlap too short
+    for UniAnimate's private frames) raise here, whatever the video's length,
+    naming the nearest valid values.
+    """
+    if windows is None:
+        return None
+    plan = plan_windows(frames, windows.length, windows.overlap)
+    check_blending(plan, windows.weighting)
+    return plan
+
+
+def window_count(frames: int, windows: WindowSettings | None) -> int:
+    """How many windows each step runs (1 for one pass): a progress bar's total is ``steps * window_count``."""
+    plan = window_plan(frames, windows)
+    return 1 if plan is None else len(plan)
+
+
+def progress_text(step: int, steps: int, window: int, windows: int) -> str:
+    """``"window 3/7, step 12/30"`` (``"step 12/30"`` for one window), for a node's progress text."""
+    text = f"step {step}/{steps}"
+    return text if windows <= 1 else f"window {window}/{windows}, {text}"
+
+
 def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, cfg_scale: float, seed: int,
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
-                 callback: StepCallback | None = None,
+                 window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
                  check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
     device). With ``windows`` and a video longer than one window, every step
-    is made window by window and blended; otherwise the whole video is one
-    pass. ``check_interrupt`` (default: the host's) runs before every step,
-    window and DiT block, so an interrupt stops within one block.
+    is made window by window (each window guided on its own, as UniAnimate-DiT
+    does, then blended); otherwise the whole video is one pass (logging the
+    plan's notice when the video is shorter than the window).
+
+    ``progress`` is called after each step (default: the host's bar over the
+    steps, unless ``window_progress`` is given); ``window_progress`` after each
+    window of each step (see :data:`WindowProgressFn`). ``callback`` gets each
+    step's latent and x0 estimate (previews). ``check_interrupt`` (default: the
+    host's) runs before every step, window and DiT block, so an interrupt stops
+    within one block.
     """
     check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    if progress is None and window_progress is not None:
+        progress = _no_progress
     geometry = conditioning.geometry
     denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt())
-    positive = Branch(conditioning, True, scheduler.steps)
-    negative = Branch(conditioning, False, scheduler.steps) if cfg_scale != 1.0 else None
+    steps = scheduler.steps
+    positive = Branch(conditioning, True, steps)
+    negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
     guidance = Guidance(positive, negative, cfg_scale)
     noise = make_noise(geometry.latent_shape, seed)
+    plan = window_plan(geometry.frames, windows)
 
-    if windows is None or geometry.frames <= windows.length:
+    if plan is None or len(plan) == 1:
+        if plan is not None and plan.notice:
+            log.info(plan.notice)
+        step_progress = progress
+        if window_progress is not None:
+            def step_progress(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(done, total)
+                window_progress(done, total, 1, 1)
+
         def run(x: torch.Tensor, timestep: torch.Tensor, branch: Branch) -> torch.Tensor:
             return denoiser(x, timestep, branch.resolve(None))
-        return sample(run, noise, scheduler, guidance, progress=progress, check_interrupt=check_interrupt,
+        return sample(run, noise, scheduler, guidance, progress=step_progress, check_interrupt=check_interrupt,
                       callback=callback)
 
-    plan = plan_windows(geometry.frames, windows.length, windows.overlap)
-    if plan.notice:
-        log.info(plan.notice)
     generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     state = add_private_frames(noise, plan, windows.weighting, generator=generator)
-    run_windows = windowed_denoiser(denoiser, plan, windows.weighting,
-                                    cut_condition=lambda branch, window: branch.resolve(window),
-                                    check_interrupt=check_interrupt)
-    out = sample(run_windows, state, scheduler, guidance, progress=progress, check_interrupt=check_interrupt,
+
+    def run_windows(x: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
+        def guided(latent: torch.Tensor, window: Window) -> torch.Tensor:
+            velocity = guidance.velocity(lambda z, t, branch: denoiser(z, t, branch.resolve(window)),
+                                         latent, timestep, step)
+            if window_progress is not None:
+                window_progress(step + 1, steps, window.index + 1, len(plan))
+            return velocity
+        return denoise_windowed(guided, x, plan, windows.weighting, check_interrupt=check_interrupt)
+
+    out = sample(run_windows, state, scheduler, Guidance(_StepIndex()), progress=progress,
+                 check_interrupt=check_interrupt,
                  callback=None if callback is None else (lambda i, x, x0: callback(i, real_frames(x, plan),
                                                                                    real_frames(x0, plan))))
     return real_frames(out, plan)
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass

@@ -189,6 +189,12 @@ def check_blending(plan: WindowPlan, weighting: str) -> None:
     """Refuse a plan whose private frames would leave real frames uncovered (overlap < 2 with
     ``unianimate``): every frame must be blended from at least one window."""
     private = private_frame_count(plan, weighting)
+    if private and plan.window <= private:
+        raise InputError("window length (latent frames)",
+                         f"{plan.window} leaves no frame to blend: with '{weighting}' blending the first "
+                         f"{private} frames of every window after the first are its own",
+                         f"a window of at least {private + 1} latent frames (with an overlap of at least "
+                         f"{private}), or another blending")
     covered = [False] * plan.total
     for window in plan:
         skip = private if window.index > 0 else 0
