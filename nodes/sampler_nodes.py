@@ -18,7 +18,7 @@ from ..methods.base import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
 from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
-from ..sampling.video import WindowSettings, sample_video
+from ..sampling.video import WindowSettings, sample_video, window_count
 from ..sampling.windows import WEIGHTINGS
 from .dit_loaders import DIT_TYPE, DiTHandle
 
@@ -86,16 +86,14 @@ class PoseAnimateSampler:
         if not isinstance(conditioning, MethodConditioning):
             raise InputError("conditioning", f"is a {type(conditioning).__name__}",
                              "the output of a PoseAnimate method conditioning node")
-        if window_overlap >= window_length:
-            raise InputError("window_overlap", f"{window_overlap} is not smaller than window_length {window_length}",
-                             f"an overlap from 0 to {window_length - 1}")
         windows = WindowSettings(window_length, window_overlap, blending)
-        progress = host.Progress(steps, latent_format="wan21")
+        count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
+        progress = host.Progress(steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:
                 latent = sample_video(model, conditioning, make_scheduler(scheduler, steps, shift), cfg, seed,
-                                      windows, progress=lambda done, total: None,
-                                      callback=lambda i, x, x0: progress.update(1, preview=x0))
+                                      windows, window_progress=lambda step, steps_, w, ws: progress.update(1),
+                                      callback=lambda i, x, x0: progress.update(0, preview=x0))
         finally:
             release = getattr(conditioning, "clear_cache", None)
             if callable(release):

@@ -1,0 +1,47 @@
+"""Nodes on decoded video frames: drift figures and colour correction towards the reference."""
+from __future__ import annotations
+
+import torch
+
+from .. import host
+from ..video.drift import correct_video_drift
+from .video_inputs import video_frames
+
+CATEGORY = "PoseAnimate/video"
+
+
+class PoseAnimateColorMatch:
+    DESCRIPTION = ("Measures and corrects colour drift in a long video made in windows: each window's frames are "
+                   "matched to the reference image's colour statistics (mean and spread in Lab), blended across "
+                   "window overlaps. The report gives each window's colour difference (dE) before and after and a "
+                   "structural similarity to the reference; it is also written to the log.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "report")
+    FUNCTION = "match"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The decoded video, all its 4k+1 frames (from Decode Wan Video)."}),
+            "reference_image": ("IMAGE", {"tooltip": "The character image the video was made from."}),
+            "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                   "tooltip": "0: measure only; 1: full statistics matching (can over-correct "
+                                              "when the scene really differs from the reference)."}),
+            "window_length": ("INT", {"default": 21, "min": 1, "max": 64,
+                                      "tooltip": "The sampler's window length (latent frames)."}),
+            "window_overlap": ("INT", {"default": 4, "min": 0, "max": 32,
+                                       "tooltip": "The sampler's window overlap (latent frames)."}),
+        }}
+
+    def match(self, images: torch.Tensor, reference_image: torch.Tensor, strength: float, window_length: int,
+              window_overlap: int) -> tuple[torch.Tensor, str]:
+        frames = video_frames(images, "images")
+        reference = video_frames(reference_image, "reference_image")[:1]
+        result = correct_video_drift(frames, reference, strength, window_length, window_overlap,
+                                     device=host.compute_device())
+        report = "\n".join(result.lines())
+        return result.frames, report
+
+
+NODES = {"PoseAnimateColorMatch": (PoseAnimateColorMatch, "Color Match to Reference (PoseAnimate)")}
