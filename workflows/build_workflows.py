@@ -130,7 +130,9 @@ NEGATIVE_PROMPT = ("blurry, low quality, jpeg artifacts, distorted limbs, extra 
 def _unianimate(name: str, frames: int, note: str) -> Workflow:
     """The UniAnimate-DiT chain: video and character in, pose-driven animation out."""
     size = {"width": 480, "height": 832}
-    return Workflow(name, [
+    long_video = frames == 0
+    frames_out = (25, 0) if long_video else (21, 0)  # long videos: colour drift corrected towards the reference
+    nodes = [
         Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
         Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
         Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
@@ -170,11 +172,16 @@ def _unianimate(name: str, frames: int, note: str) -> Workflow:
         Node(20, "PoseAnimateSampler", (2340, 80), links={"dit": (18, 0), "conditioning": (19, 0)},
              widgets={"seed": 42}, size=(340, 420)),
         Node(21, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (20, 0), "vae": (16, 0)}),
-        Node(22, "CreateVideo", (2720, 80), links={"images": (21, 0), "fps": (2, 2)}),
+        Node(22, "CreateVideo", (2720, 80), links={"images": frames_out, "fps": (2, 2)}),
         Node(23, "SaveVideo", (2720, 240), links={"video": (22, 0)},
              widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
         Note(24, (40, 900), note, size=(680, 380)),
-    ])
+    ]
+    if long_video:
+        nodes.append(Node(25, "PoseAnimateColorMatch", (2340, 760),
+                          links={"images": (21, 0), "reference_image": (4, 0)},
+                          widgets={"strength": 0.5}))
+    return Workflow(name, nodes)
 
 
 REALISDANCE_NOTE = """RealisDance-DiT animation (PoseAnimate)
@@ -242,12 +249,103 @@ def _realisdance(name: str, frames: int, note: str) -> Workflow:
     ])
 
 
+ANIMATE_NOTE = """Wan2.2-Animate, {mode} (PoseAnimate)
+
+Model files (ComfyUI/models/<folder>/):
+- diffusion_models/wan2.2_animate_14B_bf16.safetensors    Comfy-Org/Wan_2.2_ComfyUI_Repackaged (split_files/diffusion_models)
+- vae/wan_2.1_vae.safetensors, text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors,
+  clip_vision/clip_vision_h.safetensors                   Comfy-Org/Wan_2.1_ComfyUI_repackaged
+- poseanimate_pose/yolov10m.onnx, vitpose_h_wholebody.onnx  Wan-AI/Wan2.2-Animate-14B (process_checkpoint/det, pose2d)
+{extra}
+Long videos run as chained clips of 77 frames (refert_num frames of one clip guide the next); 1280x720 or
+720x1280 as trained; 20 steps, guidance 1.0 (no CFG), UniPC, shift 5."""
+
+ANIMATION_EXTRA = """
+Animation: the character (Load Image, scaled to the video size) moves like the person in the driving video;
+the driving poses are retargeted to the character's body, the face crops carry the expression."""
+
+REPLACEMENT_EXTRA = """- loras/WanAnimate_relight_lora_fp16.safetensors (or relighting_lora.ckpt from Wan-AI/Wan2.2-Animate-14B)
+
+Replacement: the character takes the place of the person in the driving video, in its scene and lighting
+(relighting LoRA). The person mask comes from the poses (Pose Mask); a segmenter's MASK (SAM2) is more exact."""
+
+
+def _wan_animate(name: str, replacement: bool) -> Workflow:
+    """Wan2.2-Animate: animation mode (retargeted poses) or replacement mode (mask, background, relighting)."""
+    size = {"width": 720, "height": 1280}
+    nodes: list = [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+             widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
+        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+             widgets={"detector": "yolov10m.onnx", "keypoint_model": "vitpose_h_wholebody.onnx", "device": "auto"}),
+        Node(11, "CLIPLoader", (1540, 80),
+             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
+        Node(12, "CLIPTextEncode", (1540, 240), links={"clip": (11, 0)}, title="Prompt",
+             widgets={"text": "a person moving naturally, detailed face and hands, high quality"}),
+        Node(13, "CLIPTextEncode", (1540, 480), links={"clip": (11, 0)}, title="Negative prompt",
+             widgets={"text": NEGATIVE_PROMPT}),
+        Node(14, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
+        Node(15, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (14, 0), "image": (4, 0)},
+             widgets={"crop": "none"}),
+        Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(17, "PoseAnimateWanAnimateLoader", (1920, 80),
+             widgets={"dit_name": "wan2.2_animate_14B_bf16.safetensors"}),
+        Node(19, "CreateVideo", (2720, 80), links={"images": (18, 0), "fps": (2, 2)}),
+        Node(20, "SaveVideo", (2720, 240), links={"video": (19, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
+    ]
+    animate_links = {"dit": (17, 0), "animate": (17, 1), "vae": (16, 0), "positive": (12, 0), "negative": (13, 0),
+                     "clip_vision_output": (15, 0), "reference_image": (4, 0), "pose_video": (9, 0),
+                     "face_video": (10, 0), "face_poses": (6, 0)}
+    if replacement:
+        nodes += [
+            Node(23, "ImageScale", (400, 900), links={"image": (2, 0)},
+                 widgets={"upscale_method": "lanczos", **size, "crop": "center"}, title="Scale driving video"),
+            Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (23, 0), "pose_model": (5, 0),
+                                                                 "fps": (2, 2)}, size=(360, 620)),
+            Node(9, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (6, 0)},
+                 widgets={"style": "wan_animate", **size}, size=(340, 620)),
+            Node(10, "PoseAnimateFaceCrops", (1160, 760), links={"images": (23, 0), "poses": (6, 0)}),
+            Node(22, "PoseAnimatePoseMask", (760, 760), links={"poses": (6, 0)}),
+            Node(21, "PoseAnimateRelightLoRA", (1920, 300), links={"dit": (17, 0), "animate": (17, 1)},
+                 widgets={"lora_name": "WanAnimate_relight_lora_fp16.safetensors"}),
+        ]
+        animate_links.update(dit=(21, 0), background_video=(23, 0), person_mask=(22, 0))
+        extra = REPLACEMENT_EXTRA
+    else:
+        nodes += [
+            Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0),
+                                                                 "fps": (2, 2)}, title="Extract Poses (driving video)",
+                 size=(360, 620)),
+            Node(7, "PoseAnimateExtractPoses", (760, 740), links={"images": (4, 0), "pose_model": (5, 0)},
+                 title="Extract Poses (character)", size=(360, 620)),
+            Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
+                 widgets={"method": "wan_animate"}),
+            Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
+                 widgets={"style": "wan_animate", **size}, size=(340, 620)),
+            Node(10, "PoseAnimateFaceCrops", (1160, 1060), links={"images": (2, 0), "poses": (6, 0)}),
+        ]
+        extra = ANIMATION_EXTRA
+    nodes += [
+        Node(18, "PoseAnimateWanAnimate", (2340, 80), links=animate_links, widgets={"seed": 42}, size=(380, 620)),
+        Note(24, (40, 1300), ANIMATE_NOTE.format(mode="replacement with relighting" if replacement else "animation",
+                                                 extra=extra), size=(700, 380)),
+    ]
+    return Workflow(name, sorted(nodes, key=lambda n: n.id))
+
+
 WORKFLOWS += [
     _unianimate("unianimate", 81, UNIANIMATE_NOTE),
     _unianimate("unianimate_long_video", 0, UNIANIMATE_NOTE.replace(
         "UniAnimate-DiT animation (PoseAnimate)",
-        "UniAnimate-DiT, long video (PoseAnimate): frames 0 = the whole driving video, in windows of 81 frames")),
+        "UniAnimate-DiT, long video (PoseAnimate): frames 0 = the whole driving video, in windows of 81 frames; "
+        "Color Match pulls each window's colours towards the character's and logs the drift")),
     _realisdance("realisdance", 81, REALISDANCE_NOTE),
+    _wan_animate("wan_animate", replacement=False),
+    _wan_animate("wan_animate_replacement", replacement=True),
 ]
 
 # ---------------------------------------------------------------- object_info: what the front end makes of a node

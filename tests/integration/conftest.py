@@ -290,6 +290,7 @@ def method_server(comfy, host_paths):
     write_tiny_model_files(comfy.models_dir, text_dim=4096, clip_dim=1280)
     inputs = _pose_inputs()
     inputs.write_pose_models(comfy.models_dir)
+    inputs.write_pose_models(comfy.models_dir, {"yolov10": "yolov10m.onnx", "vitpose": "vitpose_h_wholebody.onnx"})
     inputs.write_driving_video(host_paths.python, comfy.input_dir)
     proc = subprocess.run([host_paths.python, "-c", _REFERENCE_PNG, str(comfy.input_dir / "reference.png")],
                           capture_output=True, text=True, timeout=120)

@@ -27,12 +27,13 @@ def _tiny_models():
     return module
 
 
-def write_pose_models(models_dir: Path) -> dict[str, str]:
-    """The tiny YOLOX and RTMPose stand-ins as ``models/poseanimate_pose/{yolox_l,dw-ll_ucoco_384}.onnx``."""
+def write_pose_models(models_dir: Path, names: dict[str, str] | None = None) -> dict[str, str]:
+    """Tiny stand-ins under the real names in ``models/poseanimate_pose/``: by default the YOLOX and RTMPose
+    pair (``yolox_l.onnx``, ``dw-ll_ucoco_384.onnx``); ``names`` maps other kinds (yolov10, vitpose) to names."""
     tiny = _tiny_models()
     folder = Path(models_dir) / POSE_MODEL_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    return {kind: getattr(tiny, kind)(folder / name) for kind, name in POSE_MODEL_NAMES.items()}
+    return {kind: getattr(tiny, kind)(folder / name) for kind, name in (names or POSE_MODEL_NAMES).items()}
 
 
 _VIDEO = textwrap.dedent("""

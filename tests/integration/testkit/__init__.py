@@ -67,6 +67,35 @@ class PoseAnimateTestLoadedModels:
         return {"ui": {"text": names}}
 
 
+class PoseAnimateTestPoses:
+    """A standing figure as POSE_KEYPOINT (OpenPose layout, pixels), swaying right, for nodes that need a real
+    body where the tiny keypoint models put every point on one spot."""
+
+    RETURN_TYPES = ("POSE_KEYPOINT",)
+    FUNCTION = "poses"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"frames": ("INT", {"default": 12, "min": 1, "max": 1000}),
+                             "width": ("INT", {"default": 48, "min": 8, "max": 4096}),
+                             "height": ("INT", {"default": 32, "min": 8, "max": 4096})}}
+
+    def poses(self, frames, width, height):
+        body = [(0.5, 0.15), (0.5, 0.3), (0.4, 0.3), (0.35, 0.45), (0.33, 0.6), (0.6, 0.3), (0.65, 0.45),
+                (0.67, 0.6), (0.45, 0.6), (0.44, 0.75), (0.44, 0.9), (0.55, 0.6), (0.56, 0.75), (0.56, 0.9),
+                (0.48, 0.13), (0.52, 0.13), (0.46, 0.14), (0.54, 0.14)]
+        out = []
+        for t in range(frames):
+            shift = 0.1 * t / max(frames - 1, 1)
+            points = []
+            for x, y in body:
+                points += [(x - 0.05 + shift) * width, y * height, 0.9]
+            out.append({"people": [{"pose_keypoints_2d": points}], "canvas_width": width, "canvas_height": height})
+        return (out,)
+
+
 NODE_CLASS_MAPPINGS = {"PoseAnimateTestLoadedModels": PoseAnimateTestLoadedModels,
+                       "PoseAnimateTestPoses": PoseAnimateTestPoses,
                        "PoseAnimateTestTextEncode": PoseAnimateTestTextEncode,
                        "PoseAnimateTestClipVisionEncode": PoseAnimateTestClipVisionEncode}
