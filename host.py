@@ -185,6 +185,23 @@ class Progress:
             self._callback(self.current, self.total)
 
 
+def progress_text(text: str) -> None:
+    """Show ``text`` on the running node (the host's progress text, e.g. "window 3/7, step 12/30");
+    logged at debug level outside the host or when the host cannot show it."""
+    if in_host():
+        try:
+            from comfy_execution.utils import get_executing_context
+            from server import PromptServer
+            context = get_executing_context()
+            if context is not None and PromptServer.instance is not None:
+                PromptServer.instance.send_progress_text(text, context.node_id)
+                return
+        except (ImportError, AttributeError):
+            pass  # an older host without progress text
+    import logging
+    logging.getLogger(__name__).debug("%s", text)
+
+
 def _host_previewer(latent_format: str) -> Any:
     """The host's latent previewer for a latent space (None when previews are off)."""
     import comfy.latent_formats

@@ -18,7 +18,7 @@ from ..methods.base import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
 from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
-from ..sampling.video import WindowSettings, sample_video, window_count
+from ..sampling.video import WindowSettings, progress_text, sample_video, window_count
 from ..sampling.windows import WEIGHTINGS
 from .dit_loaders import DIT_TYPE, DiTHandle
 
@@ -92,7 +92,7 @@ class PoseAnimateSampler:
         try:
             with running_dit(dit) as model:
                 latent = sample_video(model, conditioning, make_scheduler(scheduler, steps, shift), cfg, seed,
-                                      windows, window_progress=lambda step, steps_, w, ws: progress.update(1),
+                                      windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0))
         finally:
             release = getattr(conditioning, "clear_cache", None)
@@ -100,6 +100,11 @@ class PoseAnimateSampler:
                 release()  # per-run caches (pose tokens) are not kept in the host's node-output cache
             host.free_memory()
         return ({"samples": to_vae_space(latent).cpu()},)
+
+
+def _report(progress: host.Progress, step: int, steps: int, window: int, windows: int) -> None:
+    progress.update(1)
+    host.progress_text(progress_text(step, steps, window, windows))
 
 
 NODES = {"PoseAnimateSampler": (PoseAnimateSampler, "Sample Animation (PoseAnimate)")}

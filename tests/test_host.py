@@ -52,3 +52,10 @@ def test_cast_linear_computes_in_input_dtype_with_fp8_scale():
     lin.scale_weight = torch.tensor(0.5)
     out = lin(torch.ones(2, 4))
     assert torch.allclose(out, ref)
+
+
+def test_progress_text_outside_the_host_is_only_logged(caplog):
+    import logging
+    with caplog.at_level(logging.DEBUG):
+        host.progress_text("window 2/3, step 1/4")
+    assert "window 2/3, step 1/4" in caplog.text
