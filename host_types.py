@@ -85,6 +85,22 @@ def clip_features(clip_vision_output: Any, input_name: str = "clip_vision_output
     return features[:1].float()
 
 
+def prompt_embeddings(positive: Any, negative: Any, text_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(context, negative_context)`` for a DiT whose text width is ``text_width``."""
+    return text_context(positive, "positive", text_width), text_context(negative, "negative", text_width)
+
+
+def image_embeddings(clip_vision_output: Any, image_width: int | None,
+                     input_name: str = "clip_vision_output") -> torch.Tensor | None:
+    """CLIP features for a DiT with an image branch of ``image_width`` (None: no branch, nothing needed)."""
+    if image_width is None:
+        return None
+    if clip_vision_output is None:
+        raise InputError(input_name, "is missing: this Wan 2.1 image-to-video DiT needs the reference image's "
+                         "CLIP vision features", "CLIP Vision Encode (clip_vision_h) of the reference image")
+    return clip_features(clip_vision_output, input_name, image_width)
+
+
 # ---------------------------------------------------------------- VAE
 class VideoVAE(Protocol):
     """What the core needs from a video VAE: frames <-> model-space latents."""

@@ -54,3 +54,16 @@ class MethodConditioning(Protocol):
         that window and the image condition is built for the window's length.
         """
         ...
+
+
+def branch_frames(geometry: VideoGeometry, step: int, steps: int, window: Window | None) -> int:
+    """The latent frames a branch covers (the window's, or the whole video's), after checking the step and
+    that the window lies inside the video (a sampler bug otherwise, not a user's mistake)."""
+    if steps < 1 or not 0 <= step < steps:
+        raise ValueError(f"step {step} is outside 0..{steps - 1}")
+    if window is None:
+        return geometry.frames
+    if not 0 <= window.start < window.end <= geometry.frames:
+        raise ValueError(f"window {window.index} (latent frames {window.start}-{window.end - 1}) is outside "
+                         f"the video's {geometry.frames} latent frames")
+    return window.length

@@ -47,7 +47,7 @@ from ..models.wan.rope import shifted_grid_positions
 from ..sampling.schedulers import Scheduler, make_scheduler
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry
+from .base import VideoGeometry, branch_frames
 from .realisdance_layers import RealisDanceLayers, RopeShifts
 from .realisdance_weights import RealisDanceModel, load_realisdance
 
@@ -197,14 +197,7 @@ class RealisDanceConditioning:
     def branch(self, positive: bool, step: int, steps: int, window: Window | None = None) -> WanCond:
         """Positive: prompt, CLIP of the reference, reference tokens. Negative: empty prompt, CLIP of a
         zero image, tokens of VAE(zero image). Both: the pose tokens and the empty ``y``."""
-        if steps < 1 or not 0 <= step < steps:
-            raise ValueError(f"step {step} is outside 0..{steps - 1}")
-        length = self.geometry.frames
-        if window is not None:
-            if not 0 <= window.start < window.end <= self.geometry.frames:
-                raise ValueError(f"window {window.index} (latent frames {window.start}-{window.end - 1}) is outside "
-                                 f"the video's {self.geometry.frames} latent frames")
-            length = window.length
+        length = branch_frames(self.geometry, step, steps, window)
         if positive:
             context, clip_fea = self.context, self.clip_fea
         else:

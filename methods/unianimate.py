@@ -46,7 +46,7 @@ from ..models.wan.dit import DiTExtensions
 from ..models.wan.latent_space import LATENT_CHANNELS
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry
+from .base import VideoGeometry, branch_frames
 from .unianimate_encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
 from .unianimate_weights import UniAnimateWeights, load_unianimate, parse_unianimate
 
@@ -118,14 +118,7 @@ class UniAnimateConditioning:
     def branch(self, positive: bool, step: int, steps: int, window: Window | None = None) -> WanCond:
         """Positive: the prompt, ``y`` and the pose tokens (within ``[pose_start, pose_end)``).
         Negative: the negative prompt and the same ``y``, no pose tokens."""
-        if steps < 1 or not 0 <= step < steps:
-            raise ValueError(f"step {step} is outside 0..{steps - 1}")
-        length = self.geometry.frames
-        if window is not None:
-            if not 0 <= window.start < window.end <= self.geometry.frames:
-                raise ValueError(f"window {window.index} (latent frames {window.start}-{window.end - 1}) is outside "
-                                 f"the video's {self.geometry.frames} latent frames")
-            length = window.length
+        length = branch_frames(self.geometry, step, steps, window)
         y = self.y[:, :, :length]  # the reference image as the window's first frame (see the module docstring)
         if not positive:
             if self.negative_context is None:
@@ -249,7 +242,8 @@ def fit_image(image: torch.Tensor, height: int, width: int, name: str = "referen
         return image
     if abs((got_w / got_h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
         raise InputError(name, f"is {got_w}x{got_h} pixels, a different shape from the "
-                         f"{width}x{height} video", f"an image of {width}x{height} pixels (or the same aspect ratio): crop or pad it first")
+                         f"{width}x{height} video",
+                         f"an image of {width}x{height} pixels (or the same aspect ratio): crop or pad it first")
     resized = F.interpolate(image.permute(2, 0, 1).unsqueeze(0).float(), size=(height, width), mode="bilinear",
                             align_corners=False, antialias=True)
     return resized[0].permute(1, 2, 0).clamp(0.0, 1.0)

@@ -40,7 +40,8 @@ def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128
         targets = [f"blocks.{i}.{a}.{p}" for a in ("self_attn", "cross_attn") for p in "qkvo"]
         for target in targets + [f"blocks.{i}.ffn.0", f"blocks.{i}.ffn.2"]:
             out_f, in_f = shapes[f"{target}.weight"]
-            state[f"pipe.dit.{target}.lora_A.default.weight"] = torch.randn(LORA_RANK, in_f, generator=g) / math.sqrt(in_f)
+            down = torch.randn(LORA_RANK, in_f, generator=g) / math.sqrt(in_f)
+            state[f"pipe.dit.{target}.lora_A.default.weight"] = down
             state[f"pipe.dit.{target}.lora_B.default.weight"] = 0.05 * torch.randn(out_f, LORA_RANK, generator=g)
     for key, shape in expected_shapes(dim).items():
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
@@ -120,7 +121,8 @@ def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
                            seed: int = 0) -> dict[str, Path]:
-    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA) and VAE files into ``models_dir``'s ComfyUI sub-folders; their paths.
+    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA) and VAE files into
+    ``models_dir``'s ComfyUI sub-folders; their paths.
 
     ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
     take the host's real encoder outputs); ``vae_dim`` 96 writes a VAE of the

@@ -14,7 +14,7 @@ import torch
 
 from .. import host
 from ..errors import InputError
-from ..host_types import clip_features, text_context, video_vae
+from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.realisdance import (RealisDanceConditioning, build_realisdance_conditioning, grey_video,
                                    reference_grid, resize_reference_image)
 from ..methods.realisdance_layers import RealisDanceLayers, RopeShifts
@@ -176,20 +176,14 @@ class PoseAnimateRealisDanceConditioning:
             raise InputError("reference", f"is a {type(reference).__name__}",
                              "the output of RealisDance Reference (PoseAnimate)")
         config = handle.config
-        context = text_context(positive, "positive", config.text_dim)
-        negative_context = text_context(negative, "negative", config.text_dim)
-        clip = negative_clip = None
-        if config.has_image_branch:
-            if clip_vision_output is None:
-                raise InputError("clip_vision_output", "is missing: RealisDance-DiT's Wan 2.1 I2V DiT needs the "
-                                 "reference's CLIP vision features", "CLIP Vision Encode of the reference image")
-            clip = clip_features(clip_vision_output, "clip_vision_output", config.image_embed_dim)
-            if negative_clip_vision_output is None:
-                log.info("negative_clip_vision_output not given: the reference's CLIP features serve both branches")
-                negative_clip = clip
-            else:
-                negative_clip = clip_features(negative_clip_vision_output, "negative_clip_vision_output",
-                                              config.image_embed_dim)
+        context, negative_context = prompt_embeddings(positive, negative, config.text_dim)
+        clip = image_embeddings(clip_vision_output, config.image_embed_dim)
+        negative_clip = clip
+        if clip is not None and negative_clip_vision_output is not None:
+            negative_clip = image_embeddings(negative_clip_vision_output, config.image_embed_dim,
+                                             "negative_clip_vision_output")
+        elif clip is not None:
+            log.info("negative_clip_vision_output not given: the reference's CLIP features serve both branches")
         smpl, hamer = video_frames(smpl_video, "smpl_video"), video_frames(hamer_video, "hamer_video")
         if smpl.shape[1:] != hamer.shape[1:]:
             raise InputError("hamer_video", f"is {hamer.shape[2]}x{hamer.shape[1]} pixels",

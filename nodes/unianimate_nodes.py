@@ -12,7 +12,7 @@ import torch
 
 from .. import host
 from ..errors import InputError
-from ..host_types import clip_features, text_context, video_vae
+from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.unianimate import UniAnimateConditioning, build_unianimate_conditioning, fit_image, load_unianimate
 from ..methods.unianimate_encoders import UniAnimateEncoders
 from ..models.wan.config import WanDiTConfig
@@ -86,9 +86,11 @@ class PoseAnimateUniAnimateConditioning:
             "reference_pose": ("IMAGE", {"tooltip": "The reference image's own pose, rendered the same way."}),
             "frames": ("INT", {"default": 81, "min": 0, "max": 100001, "step": 1,
                                "tooltip": "Video length in frames, 4k+1 (81 = one window). 0: all the pose frames "
-                                          "(rounded down to 4k+1). Longer videos are made in overlapping windows by the sampler."}),
+                                          "(rounded down to 4k+1). Longer videos are made in overlapping windows "
+                                          "by the sampler."}),
             "pose_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                        "tooltip": "Multiplies the pose tokens; below 1 follows the pose more loosely."}),
+                                        "tooltip": "Multiplies the pose tokens; below 1 follows the pose more "
+                                                   "loosely."}),
             "pose_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                      "tooltip": "Fraction of the steps after which the pose is applied."}),
             "pose_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
@@ -107,15 +109,8 @@ class PoseAnimateUniAnimateConditioning:
             raise InputError("unianimate", f"is a {type(unianimate).__name__}",
                              "the second output of Load UniAnimate-DiT (PoseAnimate)")
         config = unianimate.config
-        context = text_context(positive, "positive", config.text_dim)
-        negative_context = text_context(negative, "negative", config.text_dim)
-        clip = None
-        if config.has_image_branch:
-            if clip_vision_output is None:
-                raise InputError("clip_vision_output", "is missing: this Wan 2.1 I2V model needs the reference "
-                                 "image's CLIP vision features", "CLIP Vision Encode (clip_vision_h) of the "
-                                 "reference image")
-            clip = clip_features(clip_vision_output, "clip_vision_output", config.image_embed_dim)
+        context, negative_context = prompt_embeddings(positive, negative, config.text_dim)
+        clip = image_embeddings(clip_vision_output, config.image_embed_dim)
         pose_video = video_frames(pose_video, "pose_video")
         count = frames or whole_video_frames(int(pose_video.shape[0]))
         height, width = int(pose_video.shape[1]), int(pose_video.shape[2])

@@ -14,7 +14,7 @@ import torch
 
 from .. import host
 from ..errors import InputError
-from ..host_types import clip_features, text_context, video_vae
+from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.unianimate import fit_image
 from ..methods.wan_animate import DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS
 from ..methods.wan_animate_clips import NO_FACE_POLICIES, face_presence, fill_missing_faces
@@ -237,9 +237,8 @@ class PoseAnimateWanAnimate:
             with running_dit(dit) as model:
                 images = animate_video(
                     model, animate.modules, encoder.encode, encoder.decode, reference, poses,
-                    text_context(positive, "positive", config.text_dim),
-                    text_context(negative, "negative", config.text_dim),
-                    clip_features(clip_vision_output, "clip_vision_output", config.image_embed_dim),
+                    *prompt_embeddings(positive, negative, config.text_dim),
+                    image_embeddings(clip_vision_output, config.image_embed_dim),
                     make_scheduler(scheduler, steps, shift), cfg, seed, face_frames=faces, background=background,
                     person_mask=mask, refert_num=int(refert_num), clip_len=clip_frames, pose_strength=pose_strength,
                     face_strength=face_strength, progress=lambda done, total_: _advance(bar, done, total_))

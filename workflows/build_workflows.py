@@ -127,6 +127,24 @@ NEGATIVE_PROMPT = ("blurry, low quality, jpeg artifacts, distorted limbs, extra 
                    "static, frozen frame, watermark, text, subtitles")
 
 
+def _encoders(first_id: int, prompt: str, negative: str, image: tuple[int, int],
+              negative_title: str = "Negative prompt", vision_title: str | None = None) -> list[Node]:
+    """The host's umT5 and CLIP ViT-H nodes: Load CLIP (wan), the two prompts, Load CLIP Vision and the
+    reference's CLIP Vision Encode, as ids ``first_id`` .. ``first_id + 4``."""
+    loader, positive, negative_id, vision, encode = range(first_id, first_id + 5)
+    return [
+        Node(loader, "CLIPLoader", (1540, 80),
+             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
+        Node(positive, "CLIPTextEncode", (1540, 240), links={"clip": (loader, 0)}, title="Prompt",
+             widgets={"text": prompt}),
+        Node(negative_id, "CLIPTextEncode", (1540, 480), links={"clip": (loader, 0)}, title=negative_title,
+             widgets={"text": negative}),
+        Node(vision, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
+        Node(encode, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (vision, 0), "image": image},
+             widgets={"crop": "none"}, title=vision_title),
+    ]
+
+
 def _unianimate(name: str, frames: int, note: str) -> Workflow:
     """The UniAnimate-DiT chain: video and character in, pose-driven animation out."""
     size = {"width": 480, "height": 832}
@@ -150,15 +168,8 @@ def _unianimate(name: str, frames: int, note: str) -> Workflow:
              widgets={"style": "unianimate", **size}, title="Render Poses (driving)", size=(340, 620)),
         Node(10, "PoseAnimateRenderPoses", (1160, 1060), links={"poses": (7, 0)},
              widgets={"style": "unianimate", **size}, title="Render Poses (character)", size=(340, 620)),
-        Node(11, "CLIPLoader", (1540, 80),
-             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
-        Node(12, "CLIPTextEncode", (1540, 240), links={"clip": (11, 0)}, title="Prompt",
-             widgets={"text": "a person dancing, natural motion, detailed face and hands, high quality"}),
-        Node(13, "CLIPTextEncode", (1540, 480), links={"clip": (11, 0)}, title="Negative prompt",
-             widgets={"text": NEGATIVE_PROMPT}),
-        Node(14, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
-        Node(15, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (14, 0), "image": (4, 0)},
-             widgets={"crop": "none"}),
+        *_encoders(11, "a person dancing, natural motion, detailed face and hands, high quality", NEGATIVE_PROMPT,
+                   (4, 0)),
         Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
         Node(17, "PoseAnimateDiTLoader", (1920, 80),
              widgets={"dit_name": "wan2.1_i2v_480p_14B_fp16.safetensors"}),
@@ -215,15 +226,8 @@ def _realisdance(name: str, frames: int, note: str) -> Workflow:
         Node(9, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (6, 0)},
              widgets={"style": "openpose", **size, "fit": "letterbox"}, title="Render Poses (stand-in for SMPL-CS "
              "and HaMeR)", size=(340, 620)),
-        Node(10, "CLIPLoader", (1540, 80),
-             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
-        Node(11, "CLIPTextEncode", (1540, 240), links={"clip": (10, 0)}, title="Prompt",
-             widgets={"text": "a person dancing, natural motion, detailed face and hands, high quality"}),
-        Node(12, "CLIPTextEncode", (1540, 480), links={"clip": (10, 0)}, title="Empty prompt (unconditional)",
-             widgets={"text": ""}),
-        Node(13, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
-        Node(14, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (13, 0), "image": (3, 0)},
-             widgets={"crop": "none"}, title="CLIP Vision Encode (reference)"),
+        *_encoders(10, "a person dancing, natural motion, detailed face and hands, high quality", "", (3, 0),
+                   negative_title="Empty prompt (unconditional)", vision_title="CLIP Vision Encode (reference)"),
         Node(15, "EmptyImage", (1160, 760), widgets={"width": 224, "height": 224, "batch_size": 1,
                                                      "color": 0x808080}, title="Grey image"),
         Node(16, "CLIPVisionEncode", (1540, 1000), links={"clip_vision": (13, 0), "image": (15, 0)},
@@ -281,15 +285,7 @@ def _wan_animate(name: str, replacement: bool) -> Workflow:
              widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
         Node(5, "PoseAnimatePoseModelLoader", (400, 260),
              widgets={"detector": "yolov10m.onnx", "keypoint_model": "vitpose_h_wholebody.onnx", "device": "auto"}),
-        Node(11, "CLIPLoader", (1540, 80),
-             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
-        Node(12, "CLIPTextEncode", (1540, 240), links={"clip": (11, 0)}, title="Prompt",
-             widgets={"text": "a person moving naturally, detailed face and hands, high quality"}),
-        Node(13, "CLIPTextEncode", (1540, 480), links={"clip": (11, 0)}, title="Negative prompt",
-             widgets={"text": NEGATIVE_PROMPT}),
-        Node(14, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
-        Node(15, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (14, 0), "image": (4, 0)},
-             widgets={"crop": "none"}),
+        *_encoders(11, "a person moving naturally, detailed face and hands, high quality", NEGATIVE_PROMPT, (4, 0)),
         Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
         Node(17, "PoseAnimateWanAnimateLoader", (1920, 80),
              widgets={"dit_name": "wan2.2_animate_14B_bf16.safetensors"}),

@@ -15,47 +15,23 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-WORKFLOWS = HERE.parents[1] / "workflows"
-W, H = 48, 32
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-inputs = _load("pose_inputs", HERE / "pose_inputs.py")
+_spec = importlib.util.spec_from_file_location("method_workflows", HERE / "method_workflows.py")
+mw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mw)
+inputs = mw.load_module("pose_inputs", HERE / "pose_inputs.py")
+W, H = mw.W, mw.H
 
 
 def tiny_workflow(name: str, **sets) -> dict:
-    """The shipped API workflow with the test kit's encoders, small sizes and 2 steps."""
-    wf = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
-    for node_id in ("11", "14"):
-        del wf[node_id]
-    for node_id, seed in (("12", 1), ("13", 2)):
-        wf[node_id] = {"class_type": "PoseAnimateTestTextEncode", "inputs": {"seed": seed, "tokens": 6,
-                                                                             "width": 4096}}
-    wf["15"] = {"class_type": "PoseAnimateTestClipVisionEncode", "inputs": {"seed": 3, "width": 1280}}
+    """The shipped UniAnimate API workflow with the test kit's encoders, small sizes and 2 steps."""
+    wf = mw.with_test_encoders(mw.shipped(name), ("12", "13"), ("15",), drop=("11", "14"))
     wf["4"]["inputs"].update(width=W, height=H)
     for node_id in ("9", "10"):
         wf[node_id]["inputs"].update(width=W, height=H)
     wf["17"]["inputs"].update(weight_dtype="fp32", compute_dtype="fp32")
     wf["16"]["inputs"].update(dtype="fp32")
     wf["20"]["inputs"].update(steps=2)
-    for key, value in sets.items():
-        node_id, name_ = key.split("__")
-        wf[node_id]["inputs"][name_] = value
-    return wf
-
-
-def _saved_video(comfy, result) -> Path:
-    entries = [e for out in result.outputs.get("23", {}).values() if isinstance(out, list) for e in out
-               if isinstance(e, dict) and "filename" in e]
-    assert entries, f"SaveVideo reported no file: {result.outputs.get('23')}"
-    e = entries[0]
-    return comfy.output_dir / e.get("subfolder", "") / e["filename"]
+    return mw.apply_sets(wf, sets)
 
 
 @pytest.mark.parametrize("name,sets,frames", [
@@ -67,7 +43,7 @@ def test_workflow_writes_the_requested_video(method_server, host_paths, name, se
     comfy = method_server
     result = comfy.run(tiny_workflow(name, **sets), timeout=600)
     assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-4000:]
-    video = inputs.probe_video(host_paths.python, _saved_video(comfy, result))
+    video = inputs.probe_video(host_paths.python, mw.saved_video(comfy, result, "23"))
     assert video["frames"] == frames and (video["width"], video["height"]) == (W, H)
     assert all(0.0 <= m <= 255.0 for m in video["mean"])
 

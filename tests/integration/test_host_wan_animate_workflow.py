@@ -7,28 +7,15 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-WORKFLOWS = HERE.parents[1] / "workflows"
-W, H = 48, 32
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-inputs = _load("pose_inputs", HERE / "pose_inputs.py")
+_spec = importlib.util.spec_from_file_location("method_workflows", HERE / "method_workflows.py")
+mw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mw)
+inputs = mw.load_module("pose_inputs", HERE / "pose_inputs.py")
+W, H = mw.W, mw.H
 
 
 def tiny_animate(name: str, **sets) -> dict:
-    wf = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
-    for node_id in ("11", "14"):
-        del wf[node_id]
-    for node_id, seed in (("12", 1), ("13", 2)):
-        wf[node_id] = {"class_type": "PoseAnimateTestTextEncode", "inputs": {"seed": seed, "tokens": 6,
-                                                                             "width": 4096}}
-    wf["15"] = {"class_type": "PoseAnimateTestClipVisionEncode", "inputs": {"seed": 3, "width": 1280}}
+    wf = mw.with_test_encoders(mw.shipped(name), ("12", "13"), ("15",), drop=("11", "14"))
     for node_id in ("4", "9", "23"):
         if node_id in wf:
             wf[node_id]["inputs"].update(width=W, height=H)
@@ -44,10 +31,7 @@ def tiny_animate(name: str, **sets) -> dict:
     wf["17"]["inputs"].update(weight_dtype="fp32", compute_dtype="fp32")
     wf["16"]["inputs"].update(dtype="fp32")
     wf["18"]["inputs"].update(steps=2, clip_frames=5)
-    for key, value in sets.items():
-        node_id, input_name = key.split("__")
-        wf[node_id]["inputs"][input_name] = value
-    return wf
+    return mw.apply_sets(wf, sets)
 
 
 @pytest.mark.parametrize("name", ["wan_animate", "wan_animate_replacement"])
@@ -55,10 +39,7 @@ def test_wan_animate_workflow_writes_the_whole_video(method_server, host_paths, 
     comfy = method_server
     result = comfy.run(tiny_animate(name), timeout=600)
     assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-4000:]
-    entries = [e for out in result.outputs.get("20", {}).values() if isinstance(out, list) for e in out
-               if isinstance(e, dict) and "filename" in e]
-    video = inputs.probe_video(host_paths.python, comfy.output_dir / entries[0].get("subfolder", "") /
-                               entries[0]["filename"])
+    video = inputs.probe_video(host_paths.python, mw.saved_video(comfy, result, "20"))
     # 12 driving frames in chained clips of 5 (refert 1): every input frame comes back, no more
     assert video["frames"] == inputs.VIDEO_FRAMES and (video["width"], video["height"]) == (W, H)
 
