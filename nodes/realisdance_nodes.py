@@ -81,9 +81,10 @@ class PoseAnimateRealisDanceLoader:
         if loaded.shifts_from == "class defaults":
             log.warning("RealisDance-DiT '%s' has no config.json: RoPE shifts default to all on; if your release "
                         "shifts only height and width, set shift_frames to off on the reference node", dit_name)
-        layers = loaded.layers.to(host.compute_device()).eval()
+        # a child of the DiT: the host's model manager loads, offloads and frees it with the DiT
+        loaded.dit.add_module("realisdance_layers", loaded.layers.eval())
         return (dit_handle(loaded.dit, loaded.info, attention),
-                RealisDanceHandle(layers, loaded.shifts, loaded.info.config))
+                RealisDanceHandle(loaded.layers, loaded.shifts, loaded.info.config))
 
 
 class PoseAnimateRealisDanceReference:

@@ -67,7 +67,8 @@ class PoseAnimateWanAnimateLoader:
         storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         dit, modules, info = load_wan_animate(path, storage_dtype=storage, device=host.offload_device(),
                                               operations=host.operations(storage, compute), compute_dtype=compute)
-        modules = modules.to(host.compute_device()).eval()
+        # a child of the DiT: the host's model manager loads, offloads and frees it with the DiT
+        dit.add_module("animate_modules", modules.eval())
         return dit_handle(dit, info, attention), AnimateHandle(modules, info.config)
 
 
