@@ -9,6 +9,8 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..models.checkpoint import STORAGE_DTYPES, WanCheckpointInfo, load_wan_dit, storage_dtype_from_name
+from ..models.checkpoint.fp8 import is_fp8
+from ..models.checkpoint.wan_dit import scaled_fp8_format
 from ..models.lora import Lora, load_lora
 
 DIT_TYPE = "POSEANIMATE_DIT"
@@ -55,8 +57,17 @@ class PoseAnimateDiTLoader:
         path = host.model_file("diffusion_models", dit_name)
         storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         model, info = load_wan_dit(path, storage_dtype=storage, device=host.offload_device(),
-                                   operations=host.operations(storage, compute), compute_dtype=compute)
+                                   operations=dit_operations(path, storage, compute), compute_dtype=compute)
         return (dit_handle(model, info, attention),)
+
+
+def dit_operations(path: str, storage: torch.dtype | None, compute: torch.dtype | None) -> Any:
+    """The layer classes for a DiT file: the host's scaled-fp8 layers when the file is scaled fp8 and its fp8
+    weights are kept (half the memory of dequantizing them), else the host's (or the pack's) usual ones."""
+    scaled = scaled_fp8_format(path) if storage is None or is_fp8(storage) else None
+    if scaled is not None and storage is not None and storage != scaled:
+        scaled = None
+    return host.operations(storage, compute, scaled_fp8=scaled)
 
 
 def dit_options() -> dict:

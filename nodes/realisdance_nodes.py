@@ -21,7 +21,7 @@ from ..methods.realisdance_layers import RealisDanceLayers, RopeShifts
 from ..methods.realisdance_weights import load_realisdance
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
-from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_options
+from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options
 from .sampler_nodes import CONDITIONING_TYPE
 from .vae_nodes import VAE_TYPES
 from .video_inputs import check_frame_count, check_video_size, video_frames, whole_video_frames
@@ -77,7 +77,7 @@ class PoseAnimateRealisDanceLoader:
         path = host.model_file("diffusion_models", dit_name)
         storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         loaded = load_realisdance(path, storage_dtype=storage, device=host.offload_device(),
-                                  operations=host.operations(storage, compute), compute_dtype=compute)
+                                  operations=dit_operations(path, storage, compute), compute_dtype=compute)
         if loaded.shifts_from == "class defaults":
             log.warning("RealisDance-DiT '%s' has no config.json: RoPE shifts default to all on; if your release "
                         "shifts only height and width, set shift_frames to off on the reference node", dit_name)

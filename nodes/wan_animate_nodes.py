@@ -26,7 +26,8 @@ from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
 from ..sampling.windows import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
-from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_options, with_lora
+from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options,
+                          with_lora)
 from .pose_io import POSE_KEYPOINT, poses_in
 from .sampler_nodes import running_dit
 from .vae_nodes import VAE_TYPES
@@ -66,7 +67,7 @@ class PoseAnimateWanAnimateLoader:
         path = host.model_file("diffusion_models", dit_name)
         storage, compute = storage_dtype_from_name(weight_dtype), COMPUTE_DTYPES[compute_dtype]
         dit, modules, info = load_wan_animate(path, storage_dtype=storage, device=host.offload_device(),
-                                              operations=host.operations(storage, compute), compute_dtype=compute)
+                                              operations=dit_operations(path, storage, compute), compute_dtype=compute)
         # a child of the DiT: the host's model manager loads, offloads and frees it with the DiT
         dit.add_module("animate_modules", modules.eval())
         return dit_handle(dit, info, attention), AnimateHandle(modules, info.config)

@@ -316,3 +316,20 @@ def _default_compute(storage_dtype, file_dtypes: Counter, scan: CheckpointScan) 
         return FP8_COMPUTE
     dominant = max(file_dtypes, key=file_dtypes.get)  # by elements: the Linear weights
     return FP8_COMPUTE if is_fp8(dominant) else dominant
+
+
+def scaled_fp8_format(path_or_paths: PathLike | Sequence[PathLike]) -> torch.dtype | None:
+    """The fp8 format of a ComfyUI "scaled fp8" checkpoint (fp8 weights with per-layer ``scale_weight``),
+    read from the headers alone; None for any other file. The host's scaled-fp8 layers need it before the
+    model is built."""
+    scan = scan_checkpoint(path_or_paths, ())
+    with scan.reader:
+        if not scan.scales:
+            return None
+        if scan.marker is not None:
+            return scan.marker
+        for module_name in scan.scales:
+            weight = scan.weights.get(f"{module_name}.weight")
+            if weight is not None and is_fp8(scan.reader.dtype(weight)):
+                return scan.reader.dtype(weight)
+    return None

@@ -65,3 +65,52 @@ def test_dit_and_lora_nodes_use_the_hosts_model_management(host_paths, comfy_bas
     assert out["patched_err"] < 1e-5
     assert out["tracked"]
     assert out["restored"]
+
+
+_FP8_PROBE = textwrap.dedent("""
+    import json, sys
+    comfy_root, repo_root, base = sys.argv[1:4]
+    sys.argv = ["probe", "--cpu", "--base-directory", base]
+    sys.path.insert(0, comfy_root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    sys.path.insert(0, repo_root)
+    import standalone
+    sys.path.remove(repo_root)
+    standalone.load_pack()
+    import torch
+    from poseanimate import host
+    from poseanimate.models.checkpoint import load_wan_dit
+    from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader
+
+    name = "wan2.1_i2v_480p_14B_fp8_scaled.safetensors"
+    (handle,) = PoseAnimateDiTLoader().load(name, "default", "fp32", "sdpa")
+    q = handle.model.blocks[0].self_attn.q
+    reference, _ = load_wan_dit(base + "/models/diffusion_models/" + name, storage_dtype=torch.float32)
+    model = host.load_to_device(handle.managed)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 20, 2, 4, 4, generator=g)
+    ctx, clip = torch.randn(1, 5, 32, generator=g), torch.randn(1, 257, 32, generator=g)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        got = model(x, t, ctx, clip_fea=clip, y=y)
+        want = reference(x, t, ctx, clip_fea=clip, y=y)
+    print("PROBE" + json.dumps({"weight_dtype": str(q.weight.dtype), "ops": type(q).__module__ + "." +
+                                type(q).__qualname__, "rel": float((got - want).abs().max() / want.abs().max())}))
+""")
+
+
+def test_scaled_fp8_file_keeps_fp8_weights_in_the_host(host_paths, comfy_base, tmp_path):
+    from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict
+    folder = comfy_base / "models" / "diffusion_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_comfy_single_file(tiny_wan_state_dict("i2v", seed=6), folder / "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
+                           scaled_fp8=torch.float8_e4m3fn, num_heads=2)
+    proc = subprocess.run([host_paths.python, "-c", _FP8_PROBE, str(host_paths.root), str(REPO_ROOT),
+                           str(comfy_base)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")]
+    assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    out = json.loads(lines[-1][len("PROBE"):])
+    assert out["weight_dtype"] == "torch.float8_e4m3fn", out  # kept in fp8, not dequantized to bf16
+    assert "comfy.ops" in out["ops"] and "scaled" in out["ops"].lower(), out
+    assert out["rel"] < 1e-3, out  # the host's scaled layers compute what the dequantized weights compute
