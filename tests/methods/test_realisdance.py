@@ -28,7 +28,7 @@ from poseanimate.sampling.loop import sample  # noqa: E402
 from poseanimate.sampling.video import Branch  # noqa: E402
 from poseanimate.sampling.wan_denoiser import WanDenoiser  # noqa: E402
 
-FORWARD_SHIFTS = ("000", "011", "111", "101")  # shift_f, shift_h, shift_w
+FORWARD_SHIFTS = ("000", "001", "010", "011", "100", "101", "110", "111")  # shift_f, shift_h, shift_w: all
 
 
 @pytest.fixture(scope="module")
