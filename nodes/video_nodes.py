@@ -4,17 +4,21 @@ from __future__ import annotations
 import torch
 
 from .. import host
-from ..video.drift import correct_video_drift
+from ..errors import InputError
+from ..sampling.windows import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS, plan_clips
+from ..video.drift import correct_drift, correct_video_drift
 from .video_inputs import video_frames
 
 CATEGORY = "PoseAnimate/video"
+SEGMENTS = ("windows", "animate_clips")
 
 
 class PoseAnimateColorMatch:
     DESCRIPTION = ("Measures and corrects colour drift in a long video made in windows: each window's frames are "
                    "matched to the reference image's colour statistics (mean and spread in Lab), blended across "
                    "window overlaps. The report gives each window's colour difference (dE) before and after and a "
-                   "structural similarity to the reference; it is also written to the log.")
+                   "structural similarity to the reference; it is also written to the log. Works for windows "
+                   "(UniAnimate-DiT, RealisDance-DiT) and for Wan2.2-Animate's chained clips.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("images", "report")
@@ -32,14 +36,30 @@ class PoseAnimateColorMatch:
                                       "tooltip": "The sampler's window length (latent frames)."}),
             "window_overlap": ("INT", {"default": 4, "min": 0, "max": 32,
                                        "tooltip": "The sampler's window overlap (latent frames)."}),
+            "segments": (list(SEGMENTS), {"default": "windows",
+                         "tooltip": "windows: the video was made in overlapping windows (Sample Animation; "
+                                    "window_length/overlap). animate_clips: in Wan2.2-Animate's chained clips "
+                                    "(clip_frames/refert_num)."}),
+            "clip_frames": ("INT", {"default": ANIMATE_CLIP_LEN, "min": 5, "max": 161, "step": 4,
+                                    "tooltip": "animate_clips: the Wan2.2-Animate node's clip_frames."}),
+            "refert_num": ([str(n) for n in ANIMATE_REFERT_NUMS], {"default": "1",
+                           "tooltip": "animate_clips: the Wan2.2-Animate node's refert_num."}),
         }}
 
     def match(self, images: torch.Tensor, reference_image: torch.Tensor, strength: float, window_length: int,
-              window_overlap: int) -> tuple[torch.Tensor, str]:
+              window_overlap: int, segments: str = "windows", clip_frames: int = ANIMATE_CLIP_LEN,
+              refert_num: str = "1") -> tuple[torch.Tensor, str]:
         frames = video_frames(images, "images")
         reference = video_frames(reference_image, "reference_image")[:1]
-        result = correct_video_drift(frames, reference, strength, window_length, window_overlap,
-                                     device=host.compute_device())
+        if segments not in SEGMENTS:
+            raise InputError("segments", f"is '{segments}'", f"one of {', '.join(SEGMENTS)}")
+        if segments == "animate_clips":
+            plan = plan_clips(int(frames.shape[0]), clip_frames, int(refert_num))
+            spans = [(c.start, min(c.end, plan.total)) for c in plan if c.start < plan.total]
+            result = correct_drift(frames, spans, reference, strength, device=host.compute_device())
+        else:
+            result = correct_video_drift(frames, reference, strength, window_length, window_overlap,
+                                         device=host.compute_device())
         report = "\n".join(result.lines())
         return result.frames, report
 

@@ -21,3 +21,16 @@ def test_color_match_equals_the_core_and_reports_each_window():
 def test_color_match_refuses_a_cut_video():
     with pytest.raises(InputError):
         PoseAnimateColorMatch().match(torch.rand(10, 16, 16, 3), torch.rand(1, 16, 16, 3), 0.5, 4, 2)
+
+
+def test_color_match_over_animate_clips_uses_the_clip_spans():
+    from poseanimate.sampling.windows import plan_clips
+    from poseanimate.video.drift import correct_drift
+    g = torch.Generator().manual_seed(1)
+    reference = torch.rand(1, 16, 16, 3, generator=g)
+    frames = (reference.expand(12, -1, -1, -1) * 0.7 + 0.2).clamp(0, 1)
+    images, report = PoseAnimateColorMatch().match(frames, reference, 1.0, 4, 2, "animate_clips", 5, "1")
+    plan = plan_clips(12, 5, 1)
+    spans = [(c.start, min(c.end, 12)) for c in plan if c.start < 12]
+    assert torch.equal(images, correct_drift(frames, spans, reference, 1.0).frames)
+    assert len(report.splitlines()) == len(spans) == 3
