@@ -23,8 +23,8 @@ from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options
 from .sampler_nodes import CONDITIONING_TYPE
-from .vae_nodes import VAE_TYPES
-from .video_inputs import check_frame_count, check_video_size, video_frames, whole_video_frames
+from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, prompt_inputs, video_frames,
+                           whole_video_frames)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class PoseAnimateRealisDanceReference:
         shift = {"default": "model", "tooltip": ""}
         return {"required": {
             "realisdance": (REALISDANCE_TYPE, {"tooltip": "From Load RealisDance-DiT (PoseAnimate)."}),
-            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."}),
+            "vae": VAE_INPUT,
             "reference_image": ("IMAGE", {"tooltip": "The character, any size and aspect."}),
             "width": ("INT", {"default": 768, "min": 16, "max": 4096, "step": 16,
                               "tooltip": "The video's width; the reference is scaled to the video's area."}),
@@ -146,10 +146,9 @@ class PoseAnimateRealisDanceConditioning:
         return {"required": {
             "realisdance": (REALISDANCE_TYPE, {"tooltip": "From Load RealisDance-DiT (PoseAnimate)."}),
             "reference": (REFERENCE_TYPE, {"tooltip": "From RealisDance Reference (PoseAnimate)."}),
-            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."}),
-            "positive": ("CONDITIONING", {"tooltip": "The prompt, from CLIP Text Encode with the umT5 text encoder."}),
-            "negative": ("CONDITIONING", {"tooltip": "RealisDance-DiT's unconditional prompt is the empty one: "
-                                                     "CLIP Text Encode of an empty text."}),
+            "vae": VAE_INPUT,
+            **prompt_inputs("RealisDance-DiT's unconditional prompt is the empty one: CLIP Text Encode of an "
+                            "empty text."),
             "smpl_video": ("IMAGE", {"tooltip": "SMPL-CS render of the driving motion (from an SMPL tool, not this "
                                                 "pack); Render Poses output as a stand-in."}),
             "hamer_video": ("IMAGE", {"tooltip": "HaMeR hand render of the driving motion (from HaMeR, not this "

@@ -18,8 +18,8 @@ from ..methods.unianimate_encoders import UniAnimateEncoders
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
 from .sampler_nodes import CONDITIONING_TYPE
-from .vae_nodes import VAE_TYPES
-from .video_inputs import check_frame_count, check_video_size, video_frames, whole_video_frames
+from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, prompt_inputs, video_frames,
+                           whole_video_frames)
 
 UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
 
@@ -75,10 +75,8 @@ class PoseAnimateUniAnimateConditioning:
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
             "unianimate": (UNIANIMATE_TYPE, {"tooltip": "From Load UniAnimate-DiT (PoseAnimate)."}),
-            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."}),
-            "positive": ("CONDITIONING", {"tooltip": "The prompt, from CLIP Text Encode with the umT5 text encoder "
-                                                     "(Load CLIP, type wan)."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt (used when cfg > 1)."}),
+            "vae": VAE_INPUT,
+            **prompt_inputs(),
             "reference_image": ("IMAGE", {"tooltip": "The character to animate; resized to the video's size (it "
                                                      "must have the same aspect ratio as the pose frames)."}),
             "pose_video": ("IMAGE", {"tooltip": "The driving poses, rendered with Render Poses style 'unianimate' "

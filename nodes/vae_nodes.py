@@ -18,9 +18,9 @@ from ..models.checkpoint.wan_vae import load_wan_vae
 from ..models.wan.latent_space import to_model_space
 from ..models.wan.vae import WanVAE
 from ..models.wan.vae_streaming import decode_to_images, encode_images
+from .video_inputs import VAE_INPUT
 
 VAE_TYPE = "POSEANIMATE_VAE"
-VAE_TYPES = f"VAE,{VAE_TYPE}"  # inputs that take the host's VAE or the pack's
 CATEGORY = "PoseAnimate/vae"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -94,7 +94,7 @@ class PoseAnimateVAEDecode:
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
             "samples": ("LATENT", {"tooltip": "A Wan 2.1 video latent (from Sample Animation)."}),
-            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: Load Wan VAE (PoseAnimate) or the host's Load VAE."}),
+            "vae": VAE_INPUT,
         }}
 
     def decode(self, samples: dict, vae: Any) -> tuple[torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Checks shared by the method nodes: video sizes and frame counts as Wan's VAE and DiT take them."""
+"""What the method nodes share: their VAE and prompt inputs, and checks of video sizes and frame counts as
+Wan's VAE and DiT take them."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,15 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 PIXELS_PER_TOKEN = 16  # 8 (VAE) x 2 (DiT patch)
+VAE_TYPES = "VAE,POSEANIMATE_VAE"  # inputs that take the host's VAE or the pack's streaming one
+VAE_INPUT = (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."})
+
+
+def prompt_inputs(negative_tooltip: str = "The negative prompt (used when cfg > 1).") -> dict:
+    """The positive and negative CONDITIONING inputs of a method node (the host's umT5 encodes them)."""
+    return {"positive": ("CONDITIONING", {"tooltip": "The prompt, from CLIP Text Encode with the umT5 text encoder "
+                                                     "(Load CLIP, type wan)."}),
+            "negative": ("CONDITIONING", {"tooltip": negative_tooltip})}
 
 
 def check_video_size(height: int, width: int, input_name: str) -> None:

@@ -30,8 +30,7 @@ from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_o
                           with_lora)
 from .pose_io import POSE_KEYPOINT, poses_in
 from .sampler_nodes import running_dit
-from .vae_nodes import VAE_TYPES
-from .video_inputs import check_video_size, video_frames
+from .video_inputs import VAE_INPUT, check_video_size, prompt_inputs, video_frames
 
 ANIMATE_TYPE = "POSEANIMATE_WAN_ANIMATE"
 CATEGORY = "PoseAnimate/Wan2.2-Animate"
@@ -154,9 +153,8 @@ class PoseAnimateWanAnimate:
         return {"required": {
             "dit": (DIT_TYPE, {"tooltip": "From Load Wan2.2-Animate (or after the relighting LoRA)."}),
             "animate": (ANIMATE_TYPE, {"tooltip": "From Load Wan2.2-Animate (PoseAnimate)."}),
-            "vae": (VAE_TYPES, {"tooltip": "The Wan 2.1 VAE: the host's Load VAE or Load Wan VAE (PoseAnimate)."}),
-            "positive": ("CONDITIONING", {"tooltip": "The prompt (CLIP Text Encode, umT5 type wan)."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt (used when cfg > 1)."}),
+            "vae": VAE_INPUT,
+            **prompt_inputs(),
             "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP Vision Encode of the reference image."}),
             "reference_image": ("IMAGE", {"tooltip": "The character, at the video's size (same aspect ratio)."}),
             "pose_video": ("IMAGE", {"tooltip": "Retargeted poses rendered with Render Poses style wan_animate, at "
