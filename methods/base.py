@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import torch
 
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window

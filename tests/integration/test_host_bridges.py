@@ -11,7 +11,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

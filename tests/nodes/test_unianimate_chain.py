@@ -9,7 +9,6 @@ integration suite).
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

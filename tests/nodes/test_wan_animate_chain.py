@@ -1,6 +1,5 @@
 """Wan2.2-Animate through the pack's nodes, outside the host, on tiny files under the real names: animation and
 replacement (pose mask, relighting LoRA), chained clips, the frame count of the input."""
-import numpy as np
 import pytest
 import torch
 
