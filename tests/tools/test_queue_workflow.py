@@ -19,6 +19,7 @@ _spec = importlib.util.spec_from_file_location("queue_workflow", TOOL)
 qw = importlib.util.module_from_spec(_spec)
 sys.modules["queue_workflow"] = qw  # dataclasses look their module up
 _spec.loader.exec_module(qw)
+ws = sys.modules["websocket_client"]  # the RFC 6455 client the tool imports (tests/tools/test_websocket_client.py)
 
 
 def workflow():
@@ -134,67 +135,6 @@ def parse_multipart(body, content_type):
             part.get_payload(decode=True)) for part in message.iter_parts()}
 
 
-# -------------------------------------------------------------------------------------- WebSocket
-
-
-def test_accept_key_matches_rfc6455_example():
-    assert qw.ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-def test_frames_from_rfc6455_examples_byte_by_byte():
-    unmasked = bytes([0x81, 0x05]) + b"Hello"
-    masked = bytes([0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
-    fragmented = bytes([0x01, 0x03]) + b"Hel" + bytes([0x89, 0x02]) + b"hi" + bytes([0x80, 0x02]) + b"lo"
-    short = bytes(range(256))
-    long = bytes(65536 + 3)
-    sixteen = bytes([0x82, 0x7E, 0x01, 0x00]) + short
-    sixty_four = bytes([0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 3]) + long
-    stream = unmasked + masked + fragmented + sixteen + sixty_four
-    parser, got = qw.FrameParser(), []
-    for i in range(0, 300):  # the first frames one byte at a time, then the rest at once
-        got += parser.feed(stream[i:i + 1])
-    got += parser.feed(stream[300:])
-    assert got == [(qw.OP_TEXT, b"Hello"), (qw.OP_TEXT, b"Hello"), (qw.OP_PING, b"hi"), (qw.OP_TEXT, b"Hello"),
-                   (qw.OP_BINARY, short), (qw.OP_BINARY, long)]
-    assert qw.encode_frame(qw.OP_TEXT, b"Hello", mask_key=bytes([0x37, 0xFA, 0x21, 0x3D])) == masked
-    assert qw.encode_frame(qw.OP_TEXT, b"Hello", mask=False) == unmasked
-
-
-def test_encoded_frames_round_trip_at_every_length_boundary():
-    for n in (0, 125, 126, 65535, 65536):
-        payload = bytes(i % 251 for i in range(n))
-        frame = qw.encode_frame(qw.OP_BINARY, payload)
-        assert frame[1] & 0x80  # a client masks
-        assert qw.FrameParser().feed(frame) == [(qw.OP_BINARY, payload)]
-
-
-def test_protocol_errors_are_refused():
-    with pytest.raises(qw.WebSocketError, match="continuation"):
-        qw.FrameParser().feed(bytes([0x80, 0x01]) + b"x")
-    with pytest.raises(qw.WebSocketError, match="unsupported"):
-        qw.FrameParser().feed(bytes([0xC1, 0x01]) + b"x")  # RSV1 without an extension
-    with pytest.raises(qw.WebSocketError, match="control"):
-        qw.FrameParser().feed(bytes([0x09, 0x00]))  # a fragmented ping
-
-
-def test_socket_reader_answers_pings_skips_binary_and_closes():
-    ours, theirs = socket.socketpair()
-    try:
-        ws = qw.WebSocket(ours, leftover=qw.encode_frame(qw.OP_PING, b"p1", mask=False))
-        theirs.sendall(qw.encode_frame(qw.OP_BINARY, b"\x00preview", mask=False)
-                       + bytes([0x01, 0x04]) + b'{"a"' + bytes([0x80, 0x04]) + b": 1}")
-        assert ws.recv_text(1.0) == '{"a": 1}'
-        assert ws.recv_text(0.05) is None
-        theirs.sendall(qw.encode_frame(qw.OP_CLOSE, (1001).to_bytes(2, "big"), mask=False))
-        with pytest.raises(qw.ConnectionClosed):
-            ws.recv_text(1.0)
-        theirs.settimeout(1.0)
-        replies = qw.FrameParser().feed(theirs.recv(1024) + theirs.recv(1024))
-        assert replies == [(qw.OP_PONG, b"p1"), (qw.OP_CLOSE, (1001).to_bytes(2, "big"))]
-    finally:
-        theirs.close()
-
-
 # ---------------------------------------------------------------------------------- error messages
 
 
@@ -256,12 +196,12 @@ def text_frame(message, fragments=1):
     """A server frame (unmasked) with ``message`` as JSON, split into ``fragments`` frames."""
     data = json.dumps(message).encode()
     if fragments == 1:
-        return qw.encode_frame(qw.OP_TEXT, data, mask=False)
+        return ws.encode_frame(ws.OP_TEXT, data, mask=False)
     step = -(-len(data) // fragments)
     parts = [data[i:i + step] for i in range(0, len(data), step)]
     out = b""
     for i, part in enumerate(parts):
-        first = (qw.OP_TEXT if i == 0 else qw.OP_CONT) | (0x80 if i == len(parts) - 1 else 0)
+        first = (ws.OP_TEXT if i == 0 else ws.OP_CONT) | (0x80 if i == len(parts) - 1 else 0)
         out += bytes([first, len(part)]) + part
     return out
 
@@ -339,7 +279,7 @@ def make_handler(fake):
             self.send_response(101)
             self.send_header("Upgrade", "websocket")
             self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", qw.ws_accept_key(self.headers["Sec-WebSocket-Key"]))
+            self.send_header("Sec-WebSocket-Accept", ws.ws_accept_key(self.headers["Sec-WebSocket-Key"]))
             self.end_headers()
             self.wfile.write(text_frame({"type": "status", "data": {"status": {}, "sid": fake.client_id}}))
             self.wfile.flush()
@@ -348,13 +288,13 @@ def make_handler(fake):
                 if fake.queued.wait(5):
                     self.wfile.write(b"".join(fake.frames))
                     self.wfile.flush()
-                parser = qw.FrameParser()
+                parser = ws.FrameParser()
                 self.connection.settimeout(5)
                 while (data := self.rfile.read1(65536)):
                     for opcode, payload in parser.feed(data):
                         fake.client_frames.append((opcode, payload))
-                        if opcode == qw.OP_CLOSE:
-                            self.wfile.write(qw.encode_frame(qw.OP_CLOSE, payload, mask=False))
+                        if opcode == ws.OP_CLOSE:
+                            self.wfile.write(ws.encode_frame(ws.OP_CLOSE, payload, mask=False))
                             return
             except OSError:
                 pass
@@ -389,9 +329,9 @@ def test_a_whole_run(fake, tmp_path, monkeypatch):
         text_frame(msg("execution_start", prompt_id="p1")),
         text_frame(msg("execution_cached", nodes=["4"], prompt_id="p1")),
         text_frame(msg("executing", node="7", display_node="7", prompt_id="p1")),
-        qw.encode_frame(qw.OP_BINARY, b"\x00\x00\x00\x01preview-jpeg", mask=False),
+        ws.encode_frame(ws.OP_BINARY, b"\x00\x00\x00\x01preview-jpeg", mask=False),
         text_frame(msg("progress", value=1, max=2, prompt_id="p1", node="7"), fragments=3),
-        qw.encode_frame(qw.OP_PING, b"still there?", mask=False),
+        ws.encode_frame(ws.OP_PING, b"still there?", mask=False),
         text_frame(progress_text),
         text_frame(msg("executing", node=None, prompt_id="other")),  # someone else's prompt
         text_frame(msg("executing", node=None, prompt_id="p1")),
@@ -413,7 +353,7 @@ def test_a_whole_run(fake, tmp_path, monkeypatch):
     assert sent["prompt"]["7"]["inputs"] == {"seed": 42, "steps": 20, "model": ["4", 0]}
     assert sent["prompt"]["9"]["inputs"]["text"] == "a dancer"
     assert fake.ws_done.wait(5)
-    assert fake.client_frames == [(qw.OP_PONG, b"still there?"), (qw.OP_CLOSE, (1000).to_bytes(2, "big"))]
+    assert fake.client_frames == [(ws.OP_PONG, b"still there?"), (ws.OP_CLOSE, (1000).to_bytes(2, "big"))]
     assert fake.posts == []  # nothing cancelled
     text = log.read_text()
     assert "cached nodes: 4" in text and "running node 7 (KSampler)" in text
@@ -451,9 +391,9 @@ def test_a_timeout_cancels_the_prompt(fake, tmp_path):
 
 def test_without_a_websocket_the_history_is_polled(fake, tmp_path, monkeypatch):
     def refuse(cls, url, timeout=10.0):
-        raise qw.WebSocketError("the server refused the WebSocket: HTTP/1.1 404")
+        raise ws.WebSocketError("the server refused the WebSocket: HTTP/1.1 404")
 
-    monkeypatch.setattr(qw.WebSocket, "connect", classmethod(refuse))
+    monkeypatch.setattr(ws.WebSocket, "connect", classmethod(refuse))
     fake.history["p1"]["status"]["messages"] = [["execution_start", {"prompt_id": "p1"}],
                                                 ["execution_success", {"prompt_id": "p1"}]]
     paths = qw.run(workflow(), fake.url, [], str(tmp_path / "o"), timeout=20)
