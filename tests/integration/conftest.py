@@ -296,3 +296,32 @@ def method_server(comfy, host_paths):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return comfy
+
+
+# ---------------------------------------------------------------- code run inside the host's python
+PROBE_PREAMBLE = textwrap.dedent("""
+    import json, sys
+    comfy_root, repo_root, base = sys.argv[1:4]
+    sys.argv = ["probe", "--cpu", "--base-directory", base]
+    sys.path.insert(0, comfy_root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    sys.path.insert(0, repo_root)
+    import standalone
+    sys.path.remove(repo_root)
+    standalone.load_pack()
+""")
+
+
+@pytest.fixture
+def host_probe(host_paths, comfy_base, tmp_path):
+    """Run a script inside the host's python (ComfyUI importable, the pack loaded as ``poseanimate``, the
+    test base directory as ComfyUI's); the script prints ``PROBE<json>``, which is returned as a dict."""
+    def run(body: str, timeout: float = 600) -> dict:
+        script = PROBE_PREAMBLE + textwrap.dedent(body)
+        proc = subprocess.run([host_paths.python, "-c", script, str(host_paths.root), str(REPO_ROOT),
+                               str(comfy_base)], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")]
+        assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        return json.loads(lines[-1][len("PROBE"):])
+    return run
