@@ -7,6 +7,7 @@ core never asks which host it runs in. Nothing else in the core imports comfy.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -15,25 +16,59 @@ from typing import Any, Callable
 import torch
 
 from .errors import InputError
+from .host_contract import (FALLBACKS, FP8_MIXED_OPS, FP8_SCALED_OPS, LATENT_PREVIEWS, PROGRESS_TEXT, HostFeatures, probe,
+                            range_notice)
+
+log = logging.getLogger(__name__)
 
 POSE_MODEL_FOLDER = "poseanimate_pose"  # registered ComfyUI folder for the pose ONNX models
 
 
-def _comfy():
-    """ComfyUI's modules when running inside it, else None."""
-    try:
-        import comfy.model_management as mm  # noqa: F401
-        import comfy.ops  # noqa: F401
-        import comfy.utils  # noqa: F401
-        import folder_paths  # noqa: F401
-    except ImportError:
-        return None
-    import comfy
-    return comfy
+_features: HostFeatures | None = None
+_checked = False
+
+
+def host_features() -> HostFeatures | None:
+    """What the running ComfyUI offers (looked up once per process, by feature and signature: see
+    host_contract.py); None outside ComfyUI."""
+    global _features, _checked
+    if not _checked:
+        _checked = True
+        try:
+            import comfy.model_management  # noqa: F401
+            import folder_paths  # noqa: F401
+        except ImportError:
+            _features = None
+        else:
+            _features = probe()
+    return _features
 
 
 def in_host() -> bool:
-    return _comfy() is not None
+    return host_features() is not None
+
+
+def check_host() -> None:
+    """At pack load: stop with one line when the host lacks a required piece; say once when it is outside
+    the tested range or lacks an optional feature (and what the pack does instead)."""
+    features = host_features()
+    if features is None:
+        return
+    problem = features.incompatibility()
+    if problem:
+        raise HostIncompatible(problem)
+    notice = range_notice(features.version)
+    if notice:
+        log.warning("%s", notice)
+    if features.fp8_layers is None:
+        log.info("ComfyUI %s has no scaled-fp8 layers the pack knows: %s", features.version, FALLBACKS["fp8"])
+    for feature in (PROGRESS_TEXT, LATENT_PREVIEWS):
+        if not features.has(feature):
+            log.info("ComfyUI %s has no %s: %s", features.version, feature, FALLBACKS[feature])
+
+
+class HostIncompatible(RuntimeError):
+    """The running ComfyUI lacks something the pack cannot run without (raised at load time)."""
 
 
 # ---------------------------------------------------------------- devices
@@ -54,14 +89,37 @@ def offload_device() -> torch.device:
 
 def operations(weight_dtype: torch.dtype | None = None, compute_dtype: torch.dtype | None = None,
                scaled_fp8: torch.dtype | None = None) -> Any:
-    """Layer classes for building models: ComfyUI's ``comfy.ops`` in the host
-    (low-VRAM weight streaming, fp8), the pack's casting layers outside."""
-    if in_host():
-        import comfy.ops
-        return comfy.ops.pick_operations(weight_dtype, compute_dtype, load_device=compute_device(),
-                                         scaled_fp8=scaled_fp8)
-    from .models.ops import CastOps
-    return CastOps
+    """Layer classes for building models: ComfyUI's ``comfy.ops`` in the host (low-VRAM weight
+    streaming), the pack's casting layers outside.
+
+    ``scaled_fp8`` (the fp8 format of a scaled-fp8 file whose weights stay fp8) asks for layers that
+    keep fp8 weights with their scales: the host's per-layer quantization ops where it has them
+    (ComfyUI 0.8 and newer), its scaled-fp8 ops in older hosts, the pack's own layers in a host with
+    neither. ``models/checkpoint/fp8.py`` puts the weights on whichever layers these are.
+    """
+    features = host_features()
+    if features is None:
+        from .models.ops import CastOps
+        return CastOps
+    import comfy.ops
+    kwargs: dict[str, Any] = {"load_device": compute_device()}
+    if scaled_fp8 is not None:
+        if features.fp8_layers == FP8_MIXED_OPS:
+            kwargs["model_config"] = _QuantizedLayers()
+            compute_dtype = compute_dtype or torch.bfloat16  # the host's layers need a concrete one
+        elif features.fp8_layers == FP8_SCALED_OPS:
+            kwargs["scaled_fp8"] = scaled_fp8
+        else:
+            from .models.ops import CastOps
+            return CastOps
+    return comfy.ops.pick_operations(weight_dtype, compute_dtype, **kwargs)
+
+
+class _QuantizedLayers:
+    """The part of a host model config that turns on its per-layer quantization ops: each Linear then
+    reads its format from a ``comfy_quant`` entry when its weights are loaded."""
+
+    quant_config = {"mixed_ops": True}
 
 
 def manage(model: torch.nn.Module) -> Any:
@@ -170,7 +228,8 @@ class Progress:
         if in_host():
             import comfy.utils
             self._bar = comfy.utils.ProgressBar(total)
-            if latent_format is not None:
+            features = host_features()
+            if latent_format is not None and features is not None and features.has(LATENT_PREVIEWS):
                 self._previewer = _host_previewer(latent_format)
 
     def update(self, steps: int = 1, preview: Any = None) -> None:
@@ -188,18 +247,15 @@ class Progress:
 def progress_text(text: str) -> None:
     """Show ``text`` on the running node (the host's progress text, e.g. "window 3/7, step 12/30");
     logged at debug level outside the host or when the host cannot show it."""
-    if in_host():
-        try:
-            from comfy_execution.utils import get_executing_context
-            from server import PromptServer
-            context = get_executing_context()
-            if context is not None and PromptServer.instance is not None:
-                PromptServer.instance.send_progress_text(text, context.node_id)
-                return
-        except (ImportError, AttributeError):
-            pass  # an older host without progress text
-    import logging
-    logging.getLogger(__name__).debug("%s", text)
+    features = host_features()
+    if features is not None and features.has(PROGRESS_TEXT):
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+        context = get_executing_context()
+        if context is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(text, context.node_id)
+            return
+    log.debug("%s", text)
 
 
 def _host_previewer(latent_format: str) -> Any:

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..models.checkpoint.fp8 import dequantize, is_fp8, set_module_tensor, split_scale_key, takes_scale
+from ..models.checkpoint.fp8 import (dequantize, expected_shapes, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
+                                     prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
+                                     split_scale_key)
 from ..models.checkpoint.identify import sample_keys
 from ..models.checkpoint.safetensors_files import PathLike
 from ..models.checkpoint.wan_dit import WanCheckpointInfo, _storage, load_wan_dit, storage_dtype_from_name
@@ -136,9 +138,10 @@ class AnimateModules(nn.Module):
             compute_dtype = FP8_COMPUTE if is_fp8(dtype_hint) else dtype_hint
         modules = cls(config, operations, device="meta", compute_dtype=compute_dtype)
         modules.requires_grad_(False)
-        expected = {k: tuple(v.shape) for k, v in modules.state_dict().items() if split_scale_key(k) is None}
+        expected = {k: v for k, v in expected_shapes(modules).items() if split_scale_key(k) is None}
         kernels = {k for k in expected if k.endswith(".kernel")}
         _check_tensors(weights, scales, expected, kernels, source)
+        prepare_self_loading_layers(modules, device)
         state = _convert(modules, weights, scales, operations, storage_dtype, device)
         for key in kernels - set(state):
             state[key] = blur_kernel(device)
@@ -191,14 +194,18 @@ def _convert(modules: nn.Module, weights: Mapping[str, torch.Tensor], scales: Ma
         scale = scales.get(f"{module_name}.scale_weight") if param == "weight" else None
         dtype, keep_scale = _storage(tensor.dtype, scale is not None, storage_dtype,
                                      isinstance(module, ops_classes),
-                                     isinstance(module, linear) and param == "weight", takes_scale(module))
+                                     isinstance(module, linear) and param == "weight", keeps_scaled_fp8(module))
         if keep_scale:
-            set_module_tensor(module, "scale_weight", scale.to(device=device, dtype=torch.float32))
-            state[key] = tensor.to(device)
-        elif scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
-            state[key] = dequantize(tensor, scale, dtype).to(device)
+            kept = keep_scaled_weight(state, module, key, tensor.to(device),
+                                      {"scale_weight": scale.to(device=device, dtype=torch.float32)})
+            if kept:
+                set_module_tensor(module, "scale_weight", kept["scale_weight"])
         else:
-            state[key] = tensor.to(device=device, dtype=dtype)
+            dtype = self_loading_dtype(module) or dtype
+            if scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
+                state[key] = dequantize(tensor, scale, dtype).to(device)
+            else:
+                state[key] = tensor.to(device=device, dtype=dtype)
     return state
 
 

@@ -7,11 +7,14 @@ path of a real one (key map, dtype handling, config inference, loading).
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Mapping
 
 import torch
+
+from .checkpoint.fp8 import QUANTIZATION_METADATA, layer_format_entry
 
 KINDS = ("t2v", "i2v", "i2v_noclip", "flf2v")  # i2v: Wan 2.1 with CLIP; i2v_noclip: Wan 2.2 A14B
 COMFY_PREFIX = "model.diffusion_model."
@@ -98,15 +101,27 @@ def tiny_wan_state_dict(kind: str = "t2v", seed: int = 0, dtype: torch.dtype = t
 StateDict = dict[str, torch.Tensor]
 
 
+FP8_GENERATIONS = ("scaled_fp8", "comfy_quant", "header")
+
+
 def quantize_scaled_fp8(state: Mapping[str, torch.Tensor], fp8: torch.dtype = torch.float8_e4m3fn,
-                        other_dtype: torch.dtype = torch.bfloat16) -> tuple[StateDict, StateDict]:
+                        other_dtype: torch.dtype = torch.bfloat16,
+                        generation: str = "scaled_fp8") -> tuple[StateDict, StateDict]:
     """ComfyUI-style "scaled fp8": ``(file tensors, dequantized reference)``.
 
     The Linear weights inside the blocks become fp8 with a per-tensor float32
-    ``scale_weight`` (max |w| maps to the format's max); everything else is
-    stored as ``other_dtype``. The reference holds what a correct loader must
+    scale (max |w| maps to the format's max); everything else is stored as
+    ``other_dtype``. The reference holds what a correct loader must
     reconstruct: ``w8.float() * scale`` for quantized weights, the stored value otherwise.
+
+    ``generation``: ``"scaled_fp8"`` writes the first generation of Comfy-Org
+    repacks (``scale_weight`` and a ``scaled_fp8`` marker); ``"comfy_quant"`` the
+    second (``weight_scale``, an ``input_scale`` on the first block's q, and a
+    ``comfy_quant`` entry per layer); ``"header"`` the second with the per-layer
+    formats in the header instead (see :func:`save_comfy_single_file`).
     """
+    if generation not in FP8_GENERATIONS:
+        raise ValueError(f"generation must be one of {FP8_GENERATIONS}, got {generation!r}")
     out: dict[str, torch.Tensor] = {}
     reference: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -114,33 +129,48 @@ def quantize_scaled_fp8(state: Mapping[str, torch.Tensor], fp8: torch.dtype = to
             scale = value.float().abs().amax().clamp_min(1e-12) / _FP8_MAX[fp8]
             w8 = (value.float() / scale).to(fp8)
             out[key] = w8
-            out[key[: -len("weight")] + "scale_weight"] = scale.reshape(())
+            module = key[: -len(".weight")]
+            if generation == "scaled_fp8":
+                out[module + ".scale_weight"] = scale.reshape(())
+            else:
+                out[module + ".weight_scale"] = scale.reshape(()).float()
+                if module == "blocks.0.self_attn.q":
+                    out[module + ".input_scale"] = torch.tensor(0.05)
+                if generation == "comfy_quant":
+                    out[module + ".comfy_quant"] = layer_format_entry(fp8)
             reference[key] = w8.float() * scale
         else:
             out[key] = value.to(other_dtype)
             reference[key] = out[key].float()
-    out["scaled_fp8"] = torch.empty(0, dtype=fp8)
+    if generation == "scaled_fp8":
+        out["scaled_fp8"] = torch.empty(0, dtype=fp8)
     return out, reference
 
 
 def save_comfy_single_file(state: Mapping[str, torch.Tensor], path: str | Path, prefix: bool | str = True,
                            dtype: torch.dtype | None = None, scaled_fp8: torch.dtype | None = None,
-                           num_heads: int | None = None) -> Path:
+                           num_heads: int | None = None, fp8_generation: str = "scaled_fp8") -> Path:
     """Write ``state`` (official keys) as one .safetensors file like Comfy-Org's repackaged ones.
 
     ``prefix``: True adds ``model.diffusion_model.``, a string adds that, False none.
     ``dtype``: convert every tensor; ``scaled_fp8``: write ComfyUI's scaled fp8
-    instead (see :func:`quantize_scaled_fp8`). ``num_heads`` goes to the metadata.
+    instead, in the repack generation ``fp8_generation`` (see
+    :func:`quantize_scaled_fp8`). ``num_heads`` goes to the metadata.
     """
     from safetensors.torch import save_file
 
+    metadata = {"num_heads": str(num_heads)} if num_heads else {}
+    head = COMFY_PREFIX if prefix is True else (prefix or "")
     if scaled_fp8 is not None:
-        tensors = quantize_scaled_fp8(state, scaled_fp8, dtype or torch.bfloat16)[0]
+        tensors = quantize_scaled_fp8(state, scaled_fp8, dtype or torch.bfloat16, fp8_generation)[0]
+        if fp8_generation == "header":
+            name = str(scaled_fp8).replace("torch.", "")
+            layers = {head + k[: -len(".weight_scale")]: {"format": name} for k in tensors if k.endswith(".weight_scale")}
+            metadata[QUANTIZATION_METADATA] = json.dumps({"format_version": "1.0", "layers": layers})
     else:
         tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in state.items()}
-    head = COMFY_PREFIX if prefix is True else (prefix or "")
     tensors = {head + k: v.contiguous() for k, v in tensors.items()}
-    metadata = {"num_heads": str(num_heads)} if num_heads else None
+    metadata = metadata or None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)

@@ -24,7 +24,10 @@ from torch import nn
 
 from ...errors import InputError
 from ..wan.config import WanDiTConfig, infer_config
-from .fp8 import SCALED_FP8_MARKER, dequantize, is_fp8, marker_dtype, set_module_tensor, split_scale_key, takes_scale
+from .fp8 import (SCALED_FP8_MARKER, canonical_scale_key, check_layer_format, decode_layer_format, dequantize,
+                  expected_shapes, header_layer_formats, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
+                  layer_format_module, marker_dtype, prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
+                  split_scale_key)
 from .identify import describe_checkpoint, sample_keys
 from .safetensors_files import CheckpointFiles, PathLike, TensorReader, resolve_checkpoint
 from .wan_keys import to_official_keys
@@ -84,6 +87,7 @@ class CheckpointScan:
     marker: torch.dtype | None            # fp8 format announced by a 'scaled_fp8' marker
     layout: str
     prefix: str
+    layer_formats: dict[str, str] = field(default_factory=dict)  # official module -> 'float8_e4m3fn' (2nd gen.)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: self.reader.shape(v) for k, v in self.weights.items()}
@@ -113,10 +117,18 @@ def scan_checkpoint(path_or_paths: PathLike | Sequence[PathLike],
     scales: dict[str, dict[str, str]] = {}
     extra: dict[str, str] = {}
     marker = None
+    source = f"model file '{files.name}'"
+    formats = {mapping.get(f"{m}.weight", f"{m}.weight").rpartition(".")[0]: f
+               for m, f in header_layer_formats(reader.metadata).items()}
     for file_key, key in mapping.items():
         if key == SCALED_FP8_MARKER:
             marker = marker_dtype(reader.dtype(file_key))
             continue
+        quantized = layer_format_module(key)
+        if quantized is not None:  # second generation: the format rides in the file, one entry per layer
+            formats[quantized] = decode_layer_format(reader.get(file_key))
+            continue
+        key = canonical_scale_key(key)
         scale = split_scale_key(key)
         if any(key.startswith(p) for p in extra_prefixes):
             extra[key] = file_key  # fp8 scales of extra modules too: their loader applies them
@@ -129,9 +141,10 @@ def scan_checkpoint(path_or_paths: PathLike | Sequence[PathLike],
         else:
             weights[key] = file_key
     if not all(k in weights for k in WAN_CORE_KEYS):
-        raise InputError(f"model file '{files.name}'", f"is not a Wan DiT: it {describe_checkpoint(keys)}",
-                         EXPECTED_FILE)
-    return CheckpointScan(files, reader, weights, scales, extra, marker, facts["layout"], facts["prefix"])
+        raise InputError(source, f"is not a Wan DiT: it {describe_checkpoint(keys)}", EXPECTED_FILE)
+    for layer, fmt in sorted(formats.items()):
+        check_layer_format(fmt, layer, source)
+    return CheckpointScan(files, reader, weights, scales, extra, marker, facts["layout"], facts["prefix"], formats)
 
 
 def checkpoint_num_heads(scan: CheckpointScan) -> tuple[int | None, str]:
@@ -235,16 +248,17 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
         config = infer_config(scan.meta_state_dict(), f"model file '{scan.files.name}'", heads)
         model = WanDiT(config, operations=operations, device="meta")
         model.requires_grad_(False)
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
-                    if split_scale_key(k) is None}
+        expected = {k: v for k, v in expected_shapes(model).items() if split_scale_key(k) is None}
         check_keys(scan, expected, config.kind.upper())
-        state, kept_scales, file_dtypes = _read_weights(scan, model, operations, storage_dtype, device)
+        prepare_self_loading_layers(model, device)
+        state, kept_scales, file_dtypes, kept_fp8 = _read_weights(scan, model, operations, storage_dtype, device)
         result = model.load_state_dict(state, strict=False, assign=True)
         leftover = [k for k in result.missing_keys + result.unexpected_keys if split_scale_key(k) is None]
         if leftover:  # check_keys ran first, so this is a bug, not a user mistake
             raise RuntimeError(f"state dict did not match the model after checking: {leftover[:5]}")
         del state
-        scaled_fp8 = _attach_scales(model, scan, kept_scales, device)
+        _attach_scales(model, kept_scales, device)
+        scaled_fp8 = (scan.marker or kept_fp8) if kept_fp8 is not None else None
         extra = {k: scan.reader.get(v).to(device) for k, v in scan.extra.items()}
         compute = compute_dtype or _default_compute(storage_dtype, file_dtypes, scan)
         model.compute_dtype = compute
@@ -260,12 +274,14 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
 
 
 def _read_weights(scan: CheckpointScan, model: nn.Module, operations, storage_dtype, device):
-    """Read, convert and move each weight: (state dict, {module: kept scales}, {file dtype: elements})."""
+    """Read, convert and move each weight: (state dict, {module: scales to set on it}, {file dtype: elements},
+    the fp8 dtype of the scaled weights kept in fp8 or None)."""
     ops_classes = _ops_classes(operations)
     linear = getattr(operations, "Linear", nn.Linear)
     state: dict[str, torch.Tensor] = {}
     kept_scales: dict[str, dict[str, torch.Tensor]] = {}
     file_dtypes: Counter = Counter()  # dtype -> number of elements
+    kept_fp8 = None
     for key, file_key in scan.weights.items():
         module, param = _owner(model, key)
         module_name = key.rpartition(".")[0]
@@ -275,38 +291,40 @@ def _read_weights(scan: CheckpointScan, model: nn.Module, operations, storage_dt
         scale = scan.reader.get(scale_keys["scale_weight"]) if "scale_weight" in scale_keys else None
         dtype, keep_scale = _storage(tensor.dtype, scale is not None, storage_dtype,
                                      isinstance(module, ops_classes), isinstance(module, linear) and param == "weight",
-                                     takes_scale(module))
+                                     keeps_scaled_fp8(module))
         if keep_scale:
-            kept = {"scale_weight": scale.to(device=device, dtype=torch.float32)}
-            if "scale_input" in scale_keys and takes_scale(module, "scale_input"):
-                kept["scale_input"] = scan.reader.get(scale_keys["scale_input"]).to(device=device, dtype=torch.float32)
-            kept_scales[module_name] = kept
-            state[key] = tensor.to(device)
-        elif scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
-            state[key] = dequantize(tensor, scale, dtype).to(device)
+            scales = {"scale_weight": scale.to(device=device, dtype=torch.float32)}
+            if "scale_input" in scale_keys:
+                scales["scale_input"] = scan.reader.get(scale_keys["scale_input"]).to(device=device,
+                                                                                       dtype=torch.float32)
+            kept = keep_scaled_weight(state, module, key, tensor.to(device), scales)
+            if kept:
+                kept_scales[module_name] = kept
+            kept_fp8 = tensor.dtype
         else:
-            state[key] = tensor.to(device=device, dtype=dtype)
+            dtype = self_loading_dtype(module) or dtype
+            if scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
+                state[key] = dequantize(tensor, scale, dtype).to(device)
+            else:
+                state[key] = tensor.to(device=device, dtype=dtype)
         del tensor
-    return state, kept_scales, file_dtypes
+    return state, kept_scales, file_dtypes, kept_fp8
 
 
-def _attach_scales(model: nn.Module, scan: CheckpointScan, kept: dict[str, dict[str, torch.Tensor]],
-                   device) -> torch.dtype | None:
-    """Put kept fp8 scales on their layers; give scale slots the file did not fill a neutral value."""
+def _attach_scales(model: nn.Module, kept: dict[str, dict[str, torch.Tensor]], device) -> None:
+    """Put kept fp8 scales on the layers that take them as attributes (an activation scale only where the
+    layer has a slot for it); give scale slots the file did not fill a neutral value."""
     for module_name, scales in kept.items():
         module = model.get_submodule(module_name)
         for name, value in scales.items():
-            set_module_tensor(module, name, value)
+            if name == "scale_weight" or name in module._parameters or name in module._buffers:
+                set_module_tensor(module, name, value)
     for module_name, module in model.named_modules():
         for name in ("scale_weight", "scale_input"):
             value = getattr(module, name, None)
             if torch.is_tensor(value) and value.device.type == "meta":  # a slot ComfyUI's scaled ops made
                 neutral = torch.ones((), device=device, dtype=torch.float32) if name == "scale_weight" else None
                 set_module_tensor(module, name, neutral)
-    if not kept:
-        return None
-    any_module = next(iter(kept))
-    return model.get_submodule(any_module).weight.dtype if scan.marker is None else scan.marker
 
 
 def _default_compute(storage_dtype, file_dtypes: Counter, scan: CheckpointScan) -> torch.dtype:

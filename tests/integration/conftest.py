@@ -192,6 +192,32 @@ class ComfyClient:
     def queue_state(self) -> dict:
         return self.get_json("/queue")
 
+    def wait_for_progress(self, prompt_id: str, node_id: str, at_least: int, timeout: float = 120.0) -> float:
+        """Block until the server reports ``node_id`` of ``prompt_id`` at progress ``at_least`` (over the
+        WebSocket this client is registered on); returns the monotonic time it saw it. A test that acts
+        on a run in a given phase waits for it here instead of sleeping, so no race decides the result."""
+        sys.path.insert(0, str(REPO_ROOT / "tools"))
+        try:
+            from websocket_client import WebSocket
+        finally:
+            sys.path.remove(str(REPO_ROOT / "tools"))
+        ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
+        deadline = time.monotonic() + timeout
+        ws = WebSocket.connect(ws_url, timeout=10.0)
+        try:
+            while time.monotonic() < deadline:
+                text = ws.recv_text(timeout=max(0.1, deadline - time.monotonic()))
+                if text is None:
+                    continue
+                message = json.loads(text)
+                data = message.get("data") or {}
+                if (message.get("type") == "progress" and data.get("prompt_id") == prompt_id
+                        and str(data.get("node")) == node_id and int(data.get("value", 0)) >= at_least):
+                    return time.monotonic()
+        finally:
+            ws.close()
+        raise TimeoutError(f"node {node_id} of {prompt_id} did not reach progress {at_least} within {timeout:.0f} s")
+
 
 # ---------------------------------------------------------------- the server
 def _free_port() -> int:
@@ -302,6 +328,7 @@ def method_server(comfy, host_paths):
 PROBE_PREAMBLE = textwrap.dedent("""
     import json, sys
     comfy_root, repo_root, base = sys.argv[1:4]
+    probe_args = sys.argv[4:]
     sys.argv = ["probe", "--cpu", "--base-directory", base]
     sys.path.insert(0, comfy_root)
     import comfy.options
@@ -317,10 +344,11 @@ PROBE_PREAMBLE = textwrap.dedent("""
 def host_probe(host_paths, comfy_base, tmp_path):
     """Run a script inside the host's python (ComfyUI importable, the pack loaded as ``poseanimate``, the
     test base directory as ComfyUI's); the script prints ``PROBE<json>``, which is returned as a dict."""
-    def run(body: str, timeout: float = 600) -> dict:
+    def run(body: str, timeout: float = 600, args: tuple[str, ...] = ()) -> dict:
         script = PROBE_PREAMBLE + textwrap.dedent(body)
         proc = subprocess.run([host_paths.python, "-c", script, str(host_paths.root), str(REPO_ROOT),
-                               str(comfy_base)], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+                               str(comfy_base), *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=timeout)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")]
         assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         return json.loads(lines[-1][len("PROBE"):])

@@ -10,11 +10,16 @@
 # COMFYUI_VENV defaults to $COMFYUI_ROOT/../comfy-venv, which is where
 # tests/integration/conftest.py looks for the host's python.
 #
-# Why the patch: pip can pick a torchvision wheel whose compiled ops do not
+# Why the patches: pip can pick a torchvision wheel whose compiled ops do not
 # load with a CPU torch. torchvision/_meta_registrations.py then dies at import
 # registering fake kernels for `torchvision::nms` / `torchvision::qnms`, ops that
 # do not exist. The patch makes those two registrations conditional on
 # torchvision.extension._has_ops(), as the file already does for every other op.
+# Newer hosts (0.33.0) import torchaudio at start-up; when no torchaudio build
+# matches the CPU torch, its native library fails to load and the server never
+# starts. The second patch makes that load optional (torchaudio then imports
+# without its compiled ops, which the pack's tests never use), as torchaudio
+# already does when the library file is absent.
 set -euo pipefail
 
 : "${COMFYUI_ROOT:?set COMFYUI_ROOT to a ComfyUI checkout}"
@@ -68,4 +73,21 @@ if [ -n "$meta" ]; then
     echo "torchvision meta registrations: $(grep -c '_has_ops() else (lambda fn: fn)' "$meta") conditional (patched) in $meta"
 fi
 
-"$VPY" -c 'import torch, torchvision; print("host venv ok: torch", torch.__version__, "torchvision", torchvision.__version__)'
+# The torchaudio patch (see the header), only where its native library does not load.
+if ! "$VPY" -c 'import torchaudio' >/dev/null 2>&1; then
+    ext="$("$VPY" - <<'EOF'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("torchaudio")
+if spec is not None and spec.origin:
+    p = pathlib.Path(spec.origin).parent / "_extension" / "__init__.py"
+    if p.exists():
+        print(p)
+EOF
+)"
+    if [ -n "$ext" ]; then
+        sed -i -E 's/^_IS_TORCHAUDIO_EXT_AVAILABLE = _load_lib\("_torchaudio"\)$/try:\n    _IS_TORCHAUDIO_EXT_AVAILABLE = _load_lib("_torchaudio")\nexcept OSError:  # patched: no torchaudio build matches this torch\n    _IS_TORCHAUDIO_EXT_AVAILABLE = False/' "$ext"
+        echo "torchaudio native library made optional in $ext"
+    fi
+fi
+
+"$VPY" -c 'import torch, torchvision, torchaudio; print("host venv ok: torch", torch.__version__, "torchvision", torchvision.__version__, "torchaudio", torchaudio.__version__)'

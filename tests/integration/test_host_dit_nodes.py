@@ -1,5 +1,6 @@
 """The DiT loader and LoRA nodes inside the host's python: ModelPatcher, the host's LoRA patches, comfy.ops."""
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -54,7 +55,7 @@ _FP8_PROBE = """
     from poseanimate.models.checkpoint import load_wan_dit
     from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader
 
-    name = "wan2.1_i2v_480p_14B_fp8_scaled.safetensors"
+    name = probe_args[0]
     (handle,) = PoseAnimateDiTLoader().load(name, "default", "fp32", "sdpa")
     q = handle.model.blocks[0].self_attn.q
     reference, _ = load_wan_dit(base + "/models/diffusion_models/" + name, storage_dtype=torch.float32)
@@ -66,19 +67,27 @@ _FP8_PROBE = """
     with torch.no_grad():
         got = model(x, t, ctx, clip_fea=clip, y=y)
         want = reference(x, t, ctx, clip_fea=clip, y=y)
-    print("PROBE" + json.dumps({"weight_dtype": str(q.weight.dtype), "ops": type(q).__module__ + "." +
-                                type(q).__qualname__, "rel": float((got - want).abs().max() / want.abs().max())}))
+    stored = getattr(q.weight, "storage_dtype", None) or q.weight.dtype  # a host QuantizedTensor keeps its fp8 inside
+    print("PROBE" + json.dumps({"weight_dtype": str(stored), "ops": type(q).__module__ + "." + type(q).__qualname__,
+                                "host": host.host_features().version,
+                                "rel": float((got - want).abs().max() / want.abs().max())}))
 """
 
+FP8_HOST_TOLERANCE = 1e-5  # measured 4.1e-7 (first generation, 0.3.64); each run prints its figure
 
-def test_scaled_fp8_file_keeps_fp8_weights_in_the_host(host_probe, comfy_base):
+
+@pytest.mark.parametrize("generation", ["scaled_fp8", "comfy_quant", "header"])
+def test_scaled_fp8_file_keeps_fp8_weights_in_the_host(generation, host_probe, comfy_base):
+    """Both generations of Comfy-Org fp8-scaled repacks stay fp8 inside every host: through its scaled-fp8
+    layers (0.3.x) or its per-layer quantization layers (0.8+), and compute what the dequantized model does."""
     from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict
     folder = comfy_base / "models" / "diffusion_models"
     folder.mkdir(parents=True, exist_ok=True)
-    save_comfy_single_file(tiny_wan_state_dict("i2v", seed=6), folder / "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
-                           scaled_fp8=torch.float8_e4m3fn, num_heads=2)
-    out = host_probe(_FP8_PROBE)
-    print(out)
+    name = f"wan2.1_i2v_480p_14B_fp8_scaled_{generation}.safetensors"
+    save_comfy_single_file(tiny_wan_state_dict("i2v", seed=6), folder / name, scaled_fp8=torch.float8_e4m3fn,
+                           num_heads=2, fp8_generation=generation)
+    out = host_probe(_FP8_PROBE, args=(name,))
+    print(f"fp8 {generation} in ComfyUI {out['host']}: {out['ops']}, max relative error {out['rel']:.2e}")
     assert out["weight_dtype"] == "torch.float8_e4m3fn", out  # kept in fp8, not dequantized to bf16
-    assert "comfy.ops" in out["ops"] and "scaled" in out["ops"].lower(), out
-    assert out["rel"] < 1e-5, out  # measured 4.1e-7: the host's scaled layers compute what the dequantized weights do
+    assert out["ops"].startswith("comfy.ops") and ("scaled" in out["ops"].lower() or "Mixed" in out["ops"]), out
+    assert out["rel"] < FP8_HOST_TOLERANCE, out

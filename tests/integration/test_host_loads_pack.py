@@ -4,7 +4,6 @@ comfy modules (run inside the host's python)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import textwrap
 import urllib.parse
@@ -18,14 +17,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- the pack in the server
 def test_pack_imports_without_errors(comfy):
+    """Read from the API, not the log (whose format each host changes): the server lists the pack's nodes
+    as coming from the pack's module; no traceback anywhere passes through the pack's files."""
+    info = comfy.object_info()
+    module = f"custom_nodes.{comfy.pack_folder}"
+    assert any(node.get("python_module") == module for node in info.values()), "the pack's nodes are not served"
     log = comfy.log()
     path = str(comfy.pack_path)
-    listing = re.findall(r"^\s*[\d.]+ seconds(.*?): (.*)$", log, flags=re.M)
-    ours = [flag for flag, p in listing if p.strip() == path]
-    assert ours == [""], f"the pack is not listed as imported (flags {ours}); log tail:\n{log[-4000:]}"
-    assert f"Cannot import {path}" not in log
-    assert f"Skip {path} module" not in log  # no NODE_CLASS_MAPPINGS found
-    # A traceback anywhere in the log that passes through the pack's files.
     assert f'File "{path}/' not in log and f'File "{REPO_ROOT}/' not in log, log[-4000:]
 
 
@@ -116,11 +114,16 @@ _PROBE = textwrap.dedent("""
         except InputError as e:
             out[name] = str(e)
 
-    layer = comfy.ops.disable_weight_init.Linear(4, 3)
-    patcher = comfy.model_patcher.ModelPatcher(layer, load_device=host.compute_device(),
-                                               offload_device=host.offload_device())
-    out["loaded_is_model"] = host.load_to_device(patcher) is layer
+    from poseanimate.models.tiny import tiny_wan_state_dict
+    from poseanimate.models.wan.config import infer_config
+    from poseanimate.models.wan.dit import WanDiT
+    state = tiny_wan_state_dict("i2v", seed=1)
+    model = WanDiT(infer_config(state, "probe", 2), operations=host.operations())  # shaped like the pack's
+    model.load_state_dict(state)
+    patcher = host.manage(model)
+    out["loaded_is_model"] = host.load_to_device(patcher) is model
     out["host_tracks_it"] = any(m.model is patcher for m in mm.current_loaded_models)
+    out["features_missing"] = host.host_features().problems()
 
     progress = host.Progress(4)
     progress.update(); progress.update(2)
@@ -156,5 +159,6 @@ def test_host_seam_uses_the_real_comfy_modules(host_paths, comfy_base, tmp_path)
         assert "not a plain file name" in out[name], out[name]
     assert "was not found in the 'loras' model folder" in out["missing.safetensors"]
     assert out["loaded_is_model"] and out["host_tracks_it"]
+    assert not [p for p in out["features_missing"] if "required" in p], out["features_missing"]
     assert out["progress"] == 3
     assert out["interrupt"] == "raised"

@@ -122,17 +122,22 @@ def test_half_precision_files_load_exactly(dtype, i2v, tmp_path):
 
 
 # ---------------------------------------------------------------- fp8
+GENERATIONS = ["scaled_fp8", "comfy_quant", "header"]  # Comfy-Org repacks: first generation, second (two ways)
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
 @pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e5m2])
-def test_scaled_fp8_stays_fp8_with_its_scale(fp8, i2v, tmp_path):
+def test_scaled_fp8_stays_fp8_with_its_scale(fp8, generation, i2v, tmp_path):
     path = save_comfy_single_file(i2v, tmp_path / "wan2.1_i2v_480p_14B_fp8_scaled.safetensors", scaled_fp8=fp8,
-                                  num_heads=HEADS)
-    stored, reference = quantize_scaled_fp8(i2v, fp8)
+                                  num_heads=HEADS, fp8_generation=generation)
+    stored, reference = quantize_scaled_fp8(i2v, fp8, generation=generation)
+    scale_name = "scale_weight" if generation == "scaled_fp8" else "weight_scale"
     model, info = load_wan_dit(path)
     assert info.scaled_fp8 == fp8 and info.compute_dtype == torch.bfloat16
     q = model.blocks[1].cross_attn.k_img
     assert q.weight.dtype == fp8
     assert torch.equal(q.weight.view(torch.uint8), stored["blocks.1.cross_attn.k_img.weight"].view(torch.uint8))
-    assert torch.equal(q.scale_weight, stored["blocks.1.cross_attn.k_img.scale_weight"])
+    assert torch.equal(q.scale_weight, stored[f"blocks.1.cross_attn.k_img.{scale_name}"])
     for key, expected in reference.items():
         module_name, _, param = key.rpartition(".")
         module = model.get_submodule(module_name) if module_name else model
@@ -143,8 +148,27 @@ def test_scaled_fp8_stays_fp8_with_its_scale(fp8, i2v, tmp_path):
     assert model.blocks[0].modulation.dtype == torch.bfloat16  # not quantized in the file
 
 
-def test_scaled_fp8_dequantizes_to_a_requested_float_dtype(i2v, tmp_path):
-    path = save_comfy_single_file(i2v, tmp_path / "wan.safetensors", scaled_fp8=torch.float8_e4m3fn, num_heads=HEADS)
+@pytest.mark.parametrize("fmt, version", [("nvfp4", "0.8.0"), ("mxfp8", "0.33.0"), ("int4_magic", None)])
+def test_a_layer_format_the_pack_cannot_keep_is_refused_naming_it(fmt, version, i2v, tmp_path):
+    import json
+    from safetensors.torch import load_file, save_file
+    path = save_comfy_single_file(i2v, tmp_path / "wan.safetensors", scaled_fp8=torch.float8_e4m3fn,
+                                  num_heads=HEADS, fp8_generation="comfy_quant")
+    tensors = load_file(str(path))
+    key = "model.diffusion_model.blocks.0.ffn.0.comfy_quant"
+    tensors[key] = torch.tensor(list(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
+    save_file(tensors, str(path))
+    with pytest.raises(InputError) as err:
+        load_wan_dit(path)
+    message = str(err.value)
+    assert "wan.safetensors" in message and f"'{fmt}'" in message and "blocks.0.ffn.0" in message
+    assert (f"ComfyUI {version} and newer" in message) if version else ("no ComfyUI version" in message)
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_scaled_fp8_dequantizes_to_a_requested_float_dtype(generation, i2v, tmp_path):
+    path = save_comfy_single_file(i2v, tmp_path / "wan.safetensors", scaled_fp8=torch.float8_e4m3fn, num_heads=HEADS,
+                                  fp8_generation=generation)
     reference = quantize_scaled_fp8(i2v, torch.float8_e4m3fn)[1]
     model, info = load_wan_dit(path, storage_dtype=torch.float32)
     _assert_weights(model, reference)
@@ -177,8 +201,10 @@ def _run(model) -> torch.Tensor:
     return model(x, torch.tensor([500.0]), context, clip_fea=clip, y=y)
 
 
-def test_compute_dtype_is_independent_of_storage_dtype(i2v, tmp_path):
-    path = save_comfy_single_file(i2v, tmp_path / "wan.safetensors", scaled_fp8=torch.float8_e4m3fn, num_heads=HEADS)
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_compute_dtype_is_independent_of_storage_dtype(generation, i2v, tmp_path):
+    path = save_comfy_single_file(i2v, tmp_path / "wan.safetensors", scaled_fp8=torch.float8_e4m3fn, num_heads=HEADS,
+                                  fp8_generation=generation)
     reference = quantize_scaled_fp8(i2v, torch.float8_e4m3fn)[1]
     ref_path = save_comfy_single_file(reference, tmp_path / "ref.safetensors", num_heads=HEADS)
     fp8_model, _ = load_wan_dit(path, compute_dtype=torch.float32)
