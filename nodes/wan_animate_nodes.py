@@ -1,6 +1,6 @@
 """Wan2.2-Animate nodes: load the model, add the relighting LoRA, make a person mask from poses, animate.
 
-Thin: checks, core calls (methods/wan_animate*.py), handles out. Animation
+Thin: checks, core calls (methods/wan_animate/), handles out. Animation
 runs clip by clip, each clip guided by the previous clip's decoded frames,
 so the animate node samples *and* decodes and returns IMAGE frames.
 """
@@ -15,13 +15,10 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
-from ..methods.unianimate import fit_image
-from ..methods.wan_animate import DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS
-from ..methods.wan_animate_clips import NO_FACE_POLICIES, face_presence, fill_missing_faces
-from ..methods.wan_animate_lora import load_relight_lora
-from ..methods.wan_animate_mask import pose_mask
-from ..methods.wan_animate_modules import AnimateModules, load_wan_animate
-from ..methods.wan_animate_run import animate_video
+from ..methods.images import fit_image
+from ..methods.wan_animate import (DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, NO_FACE_POLICIES,
+                                   AnimateModules, animate_video, face_presence, fill_missing_faces,
+                                   load_relight_lora, load_wan_animate, pose_mask)
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler

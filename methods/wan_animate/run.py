@@ -13,12 +13,12 @@ from typing import Callable
 
 import torch
 
-from ..sampling.schedulers import Scheduler
-from ..sampling.video import sample_video
-from ..sampling.windows import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
-from .wan_animate import build_animate_conditioning
-from .wan_animate_clips import AnimateClips, build_clip_y, drop_reference_frame
-from .wan_animate_modules import AnimateModules
+from ...sampling.schedulers import Scheduler
+from ...sampling.video import sample_video
+from ...sampling.windows import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
+from .conditioning import build_animate_conditioning
+from .clips import AnimateClips, build_clip_y, drop_reference_frame
+from .modules import AnimateModules
 
 log = logging.getLogger(__name__)
 
