@@ -39,7 +39,8 @@ sys.path.pop(0)
 standalone.load_pack()
 
 from poseanimate.errors import InputError  # noqa: E402
-from poseanimate.methods.unianimate import build_unianimate_conditioning, fit_image, load_unianimate  # noqa: E402
+from poseanimate.methods.images import fit_image  # noqa: E402
+from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402

@@ -31,7 +31,7 @@ def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128
                           **widths) -> dict[str, torch.Tensor]:
     """UniAnimate-DiT's released layout (``pipe.dit.blocks...lora_{A,B}.default.weight`` and the two
     encoders at the top level) for a tiny I2V DiT; LoRA updates and encoder outputs kept small."""
-    from ..methods.unianimate_encoders import expected_shapes
+    from ..methods.unianimate.encoders import expected_shapes
 
     g = torch.Generator().manual_seed(seed)
     shapes = wan_official_shapes("i2v", dim=dim, num_layers=num_layers, ffn_dim=ffn_dim, **widths)
@@ -64,9 +64,9 @@ def animate_modules_state_dict(dim: int = 64, num_heads: int = 2, num_layers: in
                                seed: int = 0) -> dict[str, torch.Tensor]:
     """Wan2.2-Animate's modules (pose embedding, motion encoder on 16-px faces, face encoder, face blocks)
     under the official names, random and small, for a tiny DiT of ``num_layers`` blocks."""
-    from ..methods.wan_animate_face import ADAPTER_EVERY
-    from ..methods.wan_animate_modules import AnimateConfig, AnimateModules
-    from ..methods.wan_animate_motion import MotionEncoderConfig
+    from ..methods.wan_animate.face import ADAPTER_EVERY
+    from ..methods.wan_animate.modules import AnimateConfig, AnimateModules
+    from ..methods.wan_animate.motion import MotionEncoderConfig
 
     config = AnimateConfig(dim=dim, num_heads=num_heads, adapters=(num_layers - 1) // ADAPTER_EVERY + 1,
                            face_width=16, motion=MotionEncoderConfig(size=16, widths=(16, 16, 16)))

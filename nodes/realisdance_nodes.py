@@ -1,6 +1,6 @@
 """RealisDance-DiT nodes: load its transformer, make its reference tokens, build its conditioning.
 
-Thin: checks, core calls (methods/realisdance*.py), handles out. Sampling is
+Thin: checks, core calls (methods/realisdance/), handles out. Sampling is
 the pack's one sampler node (scheduler ``euler_diffusers``, cfg 2.0, 40 steps
 reproduce the reference pipeline); decoding is any Wan 2.1 VAE decode node.
 """
@@ -15,10 +15,8 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
-from ..methods.realisdance import (RealisDanceConditioning, build_realisdance_conditioning, grey_video,
-                                   reference_grid, resize_reference_image)
-from ..methods.realisdance_layers import RealisDanceLayers, RopeShifts
-from ..methods.realisdance_weights import load_realisdance
+from ..methods.realisdance import (RealisDanceConditioning, RealisDanceLayers, RopeShifts, build_realisdance_conditioning,
+                                   grey_video, load_realisdance, reference_grid, resize_reference_image)
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options

@@ -1,6 +1,6 @@
 """UniAnimate-DiT nodes: load its LoRA and pose encoders, build its conditioning.
 
-Thin: checks, core calls (methods/unianimate*.py), handles out. Sampling is
+Thin: checks, core calls (methods/unianimate/), handles out. Sampling is
 the pack's one sampler node; decoding is any Wan 2.1 VAE decode node.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
-from ..methods.unianimate import UniAnimateConditioning, build_unianimate_conditioning, fit_image, load_unianimate
-from ..methods.unianimate_encoders import UniAnimateEncoders
+from ..methods.images import fit_image
+from ..methods.unianimate import (UniAnimateConditioning, UniAnimateEncoders, build_unianimate_conditioning,
+                                  load_unianimate)
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
 from .sampler_nodes import CONDITIONING_TYPE

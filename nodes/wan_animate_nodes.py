@@ -1,8 +1,10 @@
 """Wan2.2-Animate nodes: load the model, add the relighting LoRA, make a person mask from poses, animate.
 
-Thin: checks, core calls (methods/wan_animate*.py), handles out. Animation
-runs clip by clip, each clip guided by the previous clip's decoded frames,
-so the animate node samples *and* decodes and returns IMAGE frames.
+Thin: checks, core calls (methods/wan_animate/), handles out. The animate
+node builds an ``AnimateRequest``; the core holds the mode logic
+(replacement checks, background masking). Animation runs clip by clip, each
+clip guided by the previous clip's decoded frames, so the animate node
+samples *and* decodes and returns IMAGE frames.
 """
 from __future__ import annotations
 
@@ -15,16 +17,13 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
-from ..methods.unianimate import fit_image
-from ..methods.wan_animate import DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS
-from ..methods.wan_animate_clips import NO_FACE_POLICIES, face_presence, fill_missing_faces
-from ..methods.wan_animate_lora import load_relight_lora
-from ..methods.wan_animate_mask import pose_mask
-from ..methods.wan_animate_modules import AnimateModules, load_wan_animate
-from ..methods.wan_animate_run import animate_video
+from ..methods.wan_animate import (DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, NO_FACE_POLICIES,
+                                   AnimateModules, AnimateRequest, clip_progress_text, load_relight_lora,
+                                   load_wan_animate, pose_mask)
+from ..methods.wan_animate import animate as run_animate  # the node's own input is called "animate"
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
-from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
+from ..sampling.schedulers import SCHEDULER_NAMES
 from ..sampling.windows import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
 from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options,
                           with_lora)
@@ -204,70 +203,35 @@ class PoseAnimateWanAnimate:
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of Load Wan2.2-Animate (PoseAnimate)")
         config = animate.config
         poses = video_frames(pose_video, "pose_video")
-        total, height, width = (int(n) for n in poses.shape[:3])
-        check_video_size(height, width, "pose_video")
-        reference = fit_image(video_frames(reference_image, "reference_image")[:1], height, width,
-                              "reference_image")[None]
-        faces = None
-        if face_video is not None:
-            faces = _frames_like(video_frames(face_video, "face_video"), total, "face_video")
-            present = None
-            if face_poses is not None:
-                frames = poses_in(face_poses, "face_poses")
-                if len(frames) != total:
-                    raise InputError("face_poses", f"have {len(frames)} frames for {total} pose frames",
-                                     "the poses the face crops were cut from")
-                present = face_presence(frames)
-            faces = fill_missing_faces(faces, present, no_face_frames)
-        background = mask = None
-        if (background_video is None) != (person_mask is None):
-            missing = "person_mask" if person_mask is None else "background_video"
-            raise InputError(missing, "is missing: replacement mode needs both background_video and person_mask",
-                             "both (replacement) or neither (animation)")
-        if background_video is not None:
-            background = _frames_like(video_frames(background_video, "background_video"), total, "background_video")
-            mask = _mask_like(person_mask, total, height, width)
-            if tuple(background.shape[1:3]) != (height, width):
-                raise InputError("background_video", f"is {background.shape[2]}x{background.shape[1]}",
-                                 f"the pose video's size {width}x{height}")
-            background = background * (1.0 - mask[..., None])  # the person blacked out, as the reference does
+        check_video_size(int(poses.shape[1]), int(poses.shape[2]), "pose_video")
+        context, negative_context = prompt_embeddings(positive, negative, config.text_dim)
+        request = AnimateRequest(
+            reference_image=video_frames(reference_image, "reference_image"), pose_video=poses, context=context,
+            negative_context=negative_context, clip_fea=image_embeddings(clip_vision_output, config.image_embed_dim),
+            face_video=_optional_frames(face_video, "face_video"),
+            face_poses=None if face_poses is None else poses_in(face_poses, "face_poses"),
+            no_face_frames=no_face_frames, background_video=_optional_frames(background_video, "background_video"),
+            person_mask=person_mask, clip_frames=clip_frames, refert_num=int(refert_num), seed=seed, steps=steps,
+            cfg=cfg, shift=shift, scheduler=scheduler, pose_strength=pose_strength, face_strength=face_strength)
+        inputs = request.prepare()  # the mode logic: bad inputs stop here, before the DiT loads
+        bar = host.Progress(request.total_steps())
         encoder = video_vae(vae)
-        bar = host.Progress(1)
         try:
             with running_dit(dit) as model:
-                images = animate_video(
-                    model, animate.modules, encoder.encode, encoder.decode, reference, poses,
-                    *prompt_embeddings(positive, negative, config.text_dim),
-                    image_embeddings(clip_vision_output, config.image_embed_dim),
-                    make_scheduler(scheduler, steps, shift), cfg, seed, face_frames=faces, background=background,
-                    person_mask=mask, refert_num=int(refert_num), clip_len=clip_frames, pose_strength=pose_strength,
-                    face_strength=face_strength, progress=lambda done, total_: _advance(bar, done, total_))
+                images = run_animate(model, animate.modules, encoder.encode, encoder.decode, inputs,
+                                     clip_progress=lambda *at: _report(bar, *at))
         finally:
             host.free_memory()
         return (images,)
 
 
-def _advance(bar: host.Progress, done: int, total: int) -> None:
-    bar.total = total
-    bar.update(done - bar.current)
+def _optional_frames(images: torch.Tensor | None, input_name: str) -> torch.Tensor | None:
+    return None if images is None else video_frames(images, input_name)
 
 
-def _frames_like(frames: torch.Tensor, total: int, input_name: str) -> torch.Tensor:
-    if frames.shape[0] < total:
-        raise InputError(input_name, f"has {frames.shape[0]} frames", f"one per pose frame ({total})")
-    return frames[:total].float().cpu()
-
-
-def _mask_like(mask: torch.Tensor, total: int, height: int, width: int) -> torch.Tensor:
-    if not torch.is_tensor(mask) or mask.dim() not in (2, 3):
-        raise InputError("person_mask", f"has shape {list(getattr(mask, 'shape', []))}", "a MASK [frames, H, W]")
-    mask = mask if mask.dim() == 3 else mask[None]
-    if mask.shape[0] == 1 and total > 1:
-        mask = mask.expand(total, -1, -1)
-    if mask.shape[0] < total or tuple(mask.shape[1:]) != (height, width):
-        raise InputError("person_mask", f"is {mask.shape[0]} frames of {mask.shape[2]}x{mask.shape[1]}",
-                         f"{total} frames of {width}x{height}, like the pose video")
-    return mask[:total].float().cpu()
+def _report(bar: host.Progress, step: int, steps: int, clip: int, clips: int) -> None:
+    bar.update(1)
+    host.progress_text(clip_progress_text(step, steps, clip, clips))
 
 
 NODES = {"PoseAnimateWanAnimateLoader": (PoseAnimateWanAnimateLoader, "Load Wan2.2-Animate (PoseAnimate)"),

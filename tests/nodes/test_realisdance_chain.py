@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from poseanimate.errors import InputError
-from poseanimate.methods.realisdance_layers import RopeShifts
+from poseanimate.methods.realisdance import RopeShifts
 from poseanimate.models.tiny_files import REALISDANCE_FILE, VAE_FILE, write_tiny_model_files
 from poseanimate.nodes.realisdance_nodes import (PoseAnimateRealisDanceConditioning, PoseAnimateRealisDanceLoader,
                                                  PoseAnimateRealisDanceReference)

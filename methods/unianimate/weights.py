@@ -14,7 +14,7 @@ An fp16 ``.safetensors`` repack with the same keys loads the same way.
 LoRA scale: DiffSynth merges it with ``W += lora_alpha * (B @ A)`` where
 ``lora_alpha`` is the user's multiplier (1.0 in all of UniAnimate's scripts)
 and there is no ``alpha / rank`` factor (it was trained with PEFT at
-``lora_alpha == rank``, a PEFT scale of 1). :mod:`~..models.lora` applies
+``lora_alpha == rank``, a PEFT scale of 1). :mod:`~...models.lora` applies
 ``alpha / rank`` only when the file has an alpha, which this one has not, so
 its merge at strength 1 is exactly the reference's.
 
@@ -31,10 +31,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..models.checkpoint.identify import sample_keys
-from ..models.lora import Lora, lora_role, parse_lora, read_lora_file
-from .unianimate_encoders import POSE_CONVS, POSE_PREFIX, REF_PREFIX, UniAnimateEncoders
+from ...errors import InputError
+from ...models.checkpoint.identify import sample_keys
+from ...models.lora import Lora, lora_role, parse_lora, read_lora_file
+from .encoders import POSE_CONVS, POSE_PREFIX, REF_PREFIX, UniAnimateEncoders
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from poseanimate.sampling.video import Branch, sample_video
 from poseanimate.sampling.wan_denoiser import WanDenoiser
 from poseanimate.sampling.windows import add_private_frames, plan_windows, real_frames, windowed_denoiser
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "unianimate_parity.safetensors"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "unianimate_parity.safetensors"
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -18,7 +18,7 @@ pose tokens of those frames (windows slice them instead of recomputing).
 
 Names are the released file's (``add_conv_in.weight`` ...), so its tensors load
 with ``strict=True``; widths come from the weights. Layers are built from an
-``operations`` namespace (the pack's :class:`~..models.ops.CastOps`, or the
+``operations`` namespace (the pack's :class:`~...models.ops.CastOps`, or the
 host's), so stored bf16/fp16 weights compute in the input's dtype.
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..models.checkpoint.fp8 import SCALE_NAMES, dequantize, is_fp8, set_module_tensor, split_scale_key
-from ..models.ops import CastOps
+from ...errors import InputError
+from ...models.checkpoint.fp8 import SCALE_NAMES, dequantize, is_fp8, set_module_tensor, split_scale_key
+from ...models.ops import CastOps
 
 POSE_CONV, POSE_PROJ, REF_CONV = "add_conv_in", "add_proj", "attn_conv_in"
 LAYER_NAMES = (POSE_CONV, POSE_PROJ, REF_CONV)

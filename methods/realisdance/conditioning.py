@@ -3,7 +3,7 @@
 What the method is (``RealisDanceDiT`` and ``RealisDanceDiTPipeline`` in damo-cv/RealisDance):
 
 * the DiT is Wan 2.1 I2V 14B fine-tuned with three extra layers
-  (:mod:`.realisdance_layers`, loaded by :mod:`.realisdance_weights`);
+  (:mod:`.layers`, loaded by :mod:`.weights`);
 * the I2V channels are empty on purpose: ``y = cat(4 zero mask channels,
   VAE(a zero video))`` in model space, a "zero" video being mid-grey (0 in the
   VAE's -1..1 range, 0.5 in ComfyUI IMAGE values);
@@ -40,19 +40,17 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from ..models.wan.dit import DiTExtensions, ExtraTokens
-from ..models.wan.latent_space import LATENT_CHANNELS
-from ..models.wan.rope import shifted_grid_positions
-from ..sampling.schedulers import Scheduler, make_scheduler
-from ..sampling.wan_denoiser import WanCond
-from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry, branch_frames
-from .realisdance_layers import RealisDanceLayers, RopeShifts
-from .realisdance_weights import RealisDanceModel, load_realisdance
+from ...errors import InputError
+from ...models.wan.dit import DiTExtensions, ExtraTokens
+from ...models.wan.latent_space import LATENT_CHANNELS
+from ...models.wan.rope import shifted_grid_positions
+from ...sampling.schedulers import Scheduler, make_scheduler
+from ...sampling.wan_denoiser import WanCond
+from ...sampling.windows import Window, slice_frames
+from ..base import VideoGeometry, branch_frames
+from .layers import RealisDanceLayers, RopeShifts
 
-__all__ = ["RealisDanceConditioning", "RealisDanceLayers", "RealisDanceModel", "RopeShifts",
-           "build_realisdance_conditioning", "grey_video", "load_realisdance", "realisdance_scheduler",
+__all__ = ["RealisDanceConditioning", "build_realisdance_conditioning", "grey_video", "realisdance_scheduler",
            "reference_grid", "reference_positions", "resize_reference_image"]
 
 SHIFT_F_SIZE = 81  # the reference's frame offset for shifted reference tokens (a fixed index, whatever the length)
@@ -135,7 +133,7 @@ def realisdance_scheduler(steps: int = DEFAULT_STEPS, shift: float = 1.0) -> Sch
 # ---------------------------------------------------------------- conditioning
 @dataclass
 class RealisDanceConditioning:
-    """RealisDance-DiT's conditioning for the sampler (:class:`~.base.MethodConditioning`).
+    """RealisDance-DiT's conditioning for the sampler (:class:`~..base.MethodConditioning`).
 
     Latents are model space. Pose tokens (the whole video, once) and the two
     reference-token sets are computed on the layers' device the first time a

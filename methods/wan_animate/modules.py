@@ -10,10 +10,10 @@ the model by ``face_adapter.fuser_blocks.0.k_norm.weight``):
 * ``pose_patch_embedding.{weight,bias}``: Conv3d(16 -> dim, (1, 2, 2)), the
   pose video's latent on the DiT's patch grid;
 * ``motion_encoder.enc.net_app.convs.*``, ``motion_encoder.enc.fc.{0..4}.*``,
-  ``motion_encoder.dec.direction.weight`` (:mod:`.wan_animate_motion`; the
+  ``motion_encoder.dec.direction.weight`` (:mod:`.motion`; the
   blur ``...conv2.0.kernel`` / ``...skip.0.kernel`` buffers may be present);
 * ``face_encoder.{conv1_local,conv2,conv3}.conv.*``, ``face_encoder.out_proj.*``,
-  ``face_encoder.padding_tokens`` (:mod:`.wan_animate_face`);
+  ``face_encoder.padding_tokens`` (:mod:`.face`);
 * ``face_adapter.fuser_blocks.{0..7}.{linear1_kv,linear1_q,linear2}.*`` and
   ``.{q_norm,k_norm}.weight``: one face block per 5 DiT blocks.
 
@@ -30,18 +30,18 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..models.checkpoint.fp8 import (dequantize, expected_shapes, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
-                                     prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
-                                     split_scale_key)
-from ..models.checkpoint.identify import sample_keys
-from ..models.checkpoint.safetensors_files import PathLike
-from ..models.checkpoint.wan_dit import WanCheckpointInfo, _storage, load_wan_dit, storage_dtype_from_name
-from ..models.ops import CastOps
-from ..models.wan.config import WanDiTConfig
-from ..models.wan.latent_space import LATENT_CHANNELS
-from .wan_animate_face import ADAPTER_EVERY, STREAM_WIDTH, FaceAdapter, FaceEncoder
-from .wan_animate_motion import MotionEncoder, MotionEncoderConfig, blur_kernel
+from ...errors import InputError
+from ...models.checkpoint.fp8 import (dequantize, expected_shapes, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
+                                      prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
+                                      split_scale_key)
+from ...models.checkpoint.identify import sample_keys
+from ...models.checkpoint.safetensors_files import PathLike
+from ...models.checkpoint.wan_dit import WanCheckpointInfo, _storage, load_wan_dit, storage_dtype_from_name
+from ...models.ops import CastOps
+from ...models.wan.config import WanDiTConfig
+from ...models.wan.latent_space import LATENT_CHANNELS
+from .face import ADAPTER_EVERY, STREAM_WIDTH, FaceAdapter, FaceEncoder
+from .motion import MotionEncoder, MotionEncoderConfig, blur_kernel
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _ops_classes(operations) -> tuple[type, ...]:
 def _convert(modules: nn.Module, weights: Mapping[str, torch.Tensor], scales: Mapping[str, torch.Tensor],
              operations, storage_dtype: torch.dtype | None, device) -> dict[str, torch.Tensor]:
     """Each tensor in its storage dtype on ``device``; kept fp8 scales are put on their layers."""
-    from .wan_animate_face import CastConv1d
+    from .face import CastConv1d
 
     ops_classes = _ops_classes(operations) + (CastConv1d,)
     linear = getattr(operations, "Linear", nn.Linear)

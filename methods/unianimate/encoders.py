@@ -6,7 +6,7 @@
   first one repeated three times in front, as the reference does: ``4k + 4``)
   become the ``k + 1`` latent frames at half the latent's height and width,
   exactly the DiT's patch grid. The tokens are *added* to the patch-embedded
-  video tokens (:class:`~..models.wan.dit.DiTExtensions` ``added_tokens``).
+  video tokens (:class:`~...models.wan.dit.DiTExtensions` ``added_tokens``).
 * ``randomref_embedding_pose`` turns the pose of the reference image into a
   20-channel map at the latent's size (six Conv2d, three of them stride 2, SiLU
   between all but the last), which is added to the I2V condition ``y`` (4 mask
@@ -15,7 +15,7 @@
 Input convention (both encoders): ComfyUI IMAGE floats in 0..1, ``[T, H, W, 3]``
 or ``[H, W, 3]``, channels in the order they are stored. The reference feeds
 8-bit images as ``uint8 / 255`` in float32; a ComfyUI IMAGE of 8-bit frames
-(or of :func:`~..pose.render.render_poses` output through ``to_image_floats``)
+(or of :func:`~...pose.render.render_poses` output through ``to_image_floats``)
 holds exactly those float32 values, so it is used as is. Channel order: the
 reference read its pose images, which OpenCV had drawn with BGR colour lists,
 as RGB, so the model saw swapped channels; ``pose/render.py``'s ``unianimate``
@@ -23,7 +23,7 @@ style reproduces that by default (``color_order="bgr"``). Pass that style's
 frames unchanged.
 
 Layer names are the reference's (``dwpose_embedding.0.weight`` ...), so its
-weights load with ``strict=True``. Layers are :class:`~..models.ops.CastOps`,
+weights load with ``strict=True``. Layers are :class:`~...models.ops.CastOps`,
 so fp16/bf16 weights compute in the input's dtype (float32 by default, as in
 the reference, which builds these modules in float32).
 """
@@ -34,8 +34,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..models.ops import CastOps
+from ...errors import InputError
+from ...models.ops import CastOps
 
 HIDDEN = 16  # the reference's concat_dim * 4
 REF_POSE_CHANNELS = 20  # 4 mask + 16 latent channels of y

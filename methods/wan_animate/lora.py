@@ -15,7 +15,7 @@ are not in this environment); their size (1,436,655,192 bytes for Kijai's)
 fits exactly the 960 fp16 A/B matrices of the 480 targets at rank 128 with a
 ~106 kB header, i.e. no alpha tensors, so the expected form is ComfyUI's usual
 ``diffusion_model.blocks.0.self_attn.q.lora_down.weight`` / ``lora_up.weight``
-(or ``lora_A`` / ``lora_B``). :mod:`~..models.lora` reads all these styles;
+(or ``lora_A`` / ``lora_B``). :mod:`~...models.lora` reads all these styles;
 without an alpha the scale is 1, which is the trained ``alpha / rank``.
 
 As the relighting LoRA, a file is refused if it targets the face blocks, the
@@ -32,9 +32,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..models.lora import Lora, lora_role, parse_lora, read_lora_file
-from ..models.checkpoint.wan_keys import strip_wrapper_prefix
+from ...errors import InputError
+from ...models.lora import Lora, lora_role, parse_lora, read_lora_file
+from ...models.checkpoint.wan_keys import strip_wrapper_prefix
 
 log = logging.getLogger(__name__)
 

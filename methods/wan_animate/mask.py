@@ -20,8 +20,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import InputError
-from ..pose.keypoints import VISIBLE, PoseFrame
+from ...errors import InputError
+from ...pose.keypoints import VISIBLE, PoseFrame
 
 DILATE_ITERATIONS, DILATE_KERNEL = 3, 7  # the reference preprocessing's defaults
 GRID_W, GRID_H = 1, 1

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "realisdance_parity.safetensors"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "realisdance_parity.safetensors"
 PREFIX = "transformer/"
 
 

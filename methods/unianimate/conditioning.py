@@ -4,7 +4,7 @@ What the method is (``WanUniAnimateVideoPipeline`` and
 ``WanUniAnimateLongVideoPipeline`` in DiffSynth-based UniAnimate-DiT):
 
 * the DiT is Wan 2.1 I2V 14B with UniAnimate's LoRA merged
-  (:mod:`.unianimate_weights`);
+  (:mod:`.weights`);
 * the image condition is standard Wan I2V: ``y = cat(mask, VAE(cat(ref, zeros)))``
   with the 4 mask channels 1 on the first latent frame and 0 after, plus the
   reference pose's 20-channel map (:meth:`UniAnimateEncoders.reference_pose`)
@@ -39,24 +39,19 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from ..errors import InputError
-from ..models.wan.dit import DiTExtensions
-from ..models.wan.latent_space import LATENT_CHANNELS
-from ..sampling.wan_denoiser import WanCond
-from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry, branch_frames
-from .unianimate_encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
-from .unianimate_weights import UniAnimateWeights, load_unianimate, parse_unianimate
-
-__all__ = ["UniAnimateConditioning", "UniAnimateEncoders", "UniAnimateWeights", "build_unianimate_conditioning",
-           "fit_image", "image_condition", "load_unianimate", "parse_unianimate"]
+from ...errors import InputError
+from ...models.wan.dit import DiTExtensions
+from ...models.wan.latent_space import LATENT_CHANNELS
+from ...sampling.wan_denoiser import WanCond
+from ...sampling.windows import Window, slice_frames
+from ..base import VideoGeometry, branch_frames
+from ..images import fit_image
+from .encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
 
 log = logging.getLogger(__name__)
 
 MASK_CHANNELS = 4
-ASPECT_TOLERANCE = 0.02  # relative difference of width/height ratios treated as the same shape
 
 
 def image_condition(latent: torch.Tensor) -> torch.Tensor:
@@ -72,7 +67,7 @@ def image_condition(latent: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class UniAnimateConditioning:
-    """UniAnimate's conditioning for the sampler (:class:`~.base.MethodConditioning`).
+    """UniAnimate's conditioning for the sampler (:class:`~..base.MethodConditioning`).
 
     ``y`` already holds the reference pose; ``pose_frames`` are the pixel
     frames of the whole video (CPU, ``[4(T-1)+1, H, W, 3]``, 0..1). Pose tokens
@@ -228,25 +223,6 @@ def _fit_pose_frames(pose_frames: torch.Tensor, frames: int, height: int, width:
         log.info("pose frames: using the first %d of %d frames", frames, count)
         poses = poses[:frames]
     return poses
-
-
-def fit_image(image: torch.Tensor, height: int, width: int, name: str = "reference pose") -> torch.Tensor:
-    """One image ``[H, W, 3]`` at the video's size: resized when only its size differs, refused when its shape does."""
-    if torch.is_tensor(image) and image.dim() == 4 and image.shape[0] == 1:
-        image = image[0]
-    if not torch.is_tensor(image) or not image.is_floating_point() or image.dim() != 3 or image.shape[-1] != 3:
-        raise InputError(name, f"has shape {list(getattr(image, 'shape', []))}",
-                         "one IMAGE [height, width, 3], floats in 0..1")
-    got_h, got_w = image.shape[:2]
-    if (got_h, got_w) == (height, width):
-        return image
-    if abs((got_w / got_h) / (width / height) - 1.0) > ASPECT_TOLERANCE:
-        raise InputError(name, f"is {got_w}x{got_h} pixels, a different shape from the "
-                         f"{width}x{height} video",
-                         f"an image of {width}x{height} pixels (or the same aspect ratio): crop or pad it first")
-    resized = F.interpolate(image.permute(2, 0, 1).unsqueeze(0).float(), size=(height, width), mode="bilinear",
-                            align_corners=False, antialias=True)
-    return resized[0].permute(1, 2, 0).clamp(0.0, 1.0)
 
 
 def _check_context(context: torch.Tensor, name: str) -> None:

@@ -24,15 +24,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import wan_animate_tiny as tiny  # noqa: E402
 
 from poseanimate.methods.base import MethodConditioning  # noqa: E402
 from poseanimate.methods.wan_animate import (AnimateConditioning, AnimateConfig, AnimateModules,  # noqa: E402
                                              build_animate_conditioning)
-from poseanimate.methods.wan_animate_modules import split_animate_tensors  # noqa: E402
-from poseanimate.methods.wan_animate_motion import MotionEncoderConfig, ResBlock  # noqa: E402
+from poseanimate.methods.wan_animate.modules import split_animate_tensors  # noqa: E402
+from poseanimate.methods.wan_animate.motion import MotionEncoderConfig, ResBlock  # noqa: E402
 from poseanimate.models.wan.config import infer_config  # noqa: E402
 from poseanimate.models.wan.dit import WanDiT  # noqa: E402
 

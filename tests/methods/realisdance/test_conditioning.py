@@ -6,7 +6,8 @@ import torch
 
 from poseanimate.errors import InputError
 from poseanimate.methods.realisdance import (RealisDanceLayers, RopeShifts, build_realisdance_conditioning,
-                                             grey_video, reference_grid, reference_positions)
+                                             grey_video, reference_grid)
+from poseanimate.methods.realisdance.conditioning import reference_positions
 from poseanimate.models.wan.rope import axis_pairs, grid_positions
 from poseanimate.sampling.windows import plan_windows
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from poseanimate.errors import InputError
-from poseanimate.methods.unianimate import UniAnimateEncoders, build_unianimate_conditioning, image_condition
+from poseanimate.methods.unianimate import UniAnimateEncoders, build_unianimate_conditioning
+from poseanimate.methods.unianimate.conditioning import image_condition
 from poseanimate.sampling.windows import Window
 
 DIM, H, W = 32, 32, 48  # pixels; latent 4x6

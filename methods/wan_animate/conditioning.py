@@ -3,9 +3,9 @@
 What the method is (``wan/animate.py``, ``wan/modules/animate/``):
 
 * the DiT is the Wan 2.1-layout I2V 14B with CLIP, plus its own modules
-  (:mod:`.wan_animate_modules`), loaded from one checkpoint;
+  (:mod:`.modules`), loaded from one checkpoint;
 * the latent has one frame more than the clip: frame 0 is the reference
-  image, and ``y`` (:mod:`.wan_animate_clips`) holds its latent there, then the
+  image, and ``y`` (:mod:`.clips`) holds its latent there, then the
   clip's condition (previous frames, background, mask);
 * pose: the VAE latent of the rendered pose video (``[1, 16, F - 1, h, w]``)
   through ``pose_patch_embedding`` is *added* to the patch-embedded tokens of
@@ -18,9 +18,9 @@ What the method is (``wan/animate.py``, ``wan/modules/animate/``):
 * CLIP of the reference image; defaults 20 steps, shift 5, guidance 1.0. With
   guidance, the negative branch has the negative prompt and a blank face video
   (all -1), with the same pose and ``y``. The decoded clip drops the
-  reference latent frame (:func:`~.wan_animate_clips.drop_reference_frame`).
+  reference latent frame (:func:`~.clips.drop_reference_frame`).
 
-Long videos are clips chained by the caller (see :mod:`.wan_animate_clips`),
+Long videos are clips chained by the caller (see :mod:`.clips`),
 not context windows: :meth:`AnimateConditioning.branch` refuses a window.
 
 Precision: the reference runs under bf16 autocast with bf16 weights; here the
@@ -37,23 +37,16 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from ..models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
-from ..models.wan.latent_space import LATENT_CHANNELS
-from ..sampling.wan_denoiser import WanCond
-from ..sampling.windows import Window
-from .base import VideoGeometry
-from .wan_animate_clips import (AnimateClipInputs, AnimateClips, build_clip_y, clip_y, condition_mask,
-                                condition_video, drop_reference_frame, face_presence, fill_missing_faces)
-from .wan_animate_face import FaceBlock, face_frames_after
-from .wan_animate_lora import load_relight_lora, parse_relight_lora
-from .wan_animate_mask import coarsen_mask, pose_mask
-from .wan_animate_modules import ANIMATE_PREFIXES, AnimateConfig, AnimateModules, load_wan_animate
+from ...errors import InputError
+from ...models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
+from ...models.wan.latent_space import LATENT_CHANNELS
+from ...sampling.wan_denoiser import WanCond
+from ...sampling.windows import Window
+from ..base import VideoGeometry
+from .face import FaceBlock, face_frames_after
+from .modules import AnimateModules
 
-__all__ = ["ANIMATE_PREFIXES", "AnimateClipInputs", "AnimateClips", "AnimateConditioning", "AnimateConfig",
-           "AnimateModules", "build_animate_conditioning", "build_clip_y", "clip_y", "coarsen_mask",
-           "condition_mask", "condition_video", "drop_reference_frame", "face_presence", "fill_missing_faces",
-           "load_relight_lora", "load_wan_animate", "parse_relight_lora", "pose_mask"]
+__all__ = ["AnimateConditioning", "build_animate_conditioning", "encode_faces", "face_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +58,7 @@ DEFAULT_SOLVER = "unipc"  # generate.py's default (WanAnimate.generate's own is 
 
 @dataclass
 class AnimateConditioning:
-    """One clip's Wan2.2-Animate conditioning (:class:`~.base.MethodConditioning`).
+    """One clip's Wan2.2-Animate conditioning (:class:`~..base.MethodConditioning`).
 
     ``geometry.frames`` counts the reference latent frame. ``face_frames``
     (CPU, ``[T, S, S, 3]`` in 0..1, ``T`` the clip's pixel frames) None means
@@ -193,7 +186,7 @@ def build_animate_conditioning(modules: AnimateModules, y: torch.Tensor, pose_la
                                token_dtype: torch.dtype | None = None) -> AnimateConditioning:
     """Check one clip's inputs and build its :class:`AnimateConditioning`.
 
-    ``y``: ``[1, 20, F, h, w]`` from :func:`~.wan_animate_clips.build_clip_y`
+    ``y``: ``[1, 20, F, h, w]`` from :func:`~.clips.build_clip_y`
     (F = the clip's latent frames + 1); ``pose_latent``: the model-space VAE
     latent of the clip's rendered poses, ``[1, 16, F - 1, h, w]``;
     ``face_frames``: the clip's face crops ``[4 (F - 2) + 1, S, S, 3]`` in 0..1

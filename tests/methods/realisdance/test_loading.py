@@ -15,7 +15,8 @@ from realisdance_fixture import load_fixture, transformer_state, write_folder  #
 
 from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.methods.realisdance import RopeShifts, load_realisdance  # noqa: E402
-from poseanimate.methods.realisdance_layers import LAYER_PREFIXES, RealisDanceLayers  # noqa: E402
+from poseanimate.methods.realisdance import RealisDanceLayers  # noqa: E402
+from poseanimate.methods.realisdance.layers import LAYER_PREFIXES  # noqa: E402
 from poseanimate.models.checkpoint.wan_keys import to_official_keys  # noqa: E402
 from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
 
@@ -72,7 +73,7 @@ def test_stored_dtype_is_kept_and_computes_in_the_inputs(released, tmp_path):
 def test_rope_switches_come_from_config_json(released, tmp_path, caplog, written, expected, source):
     state, config = released
     config = {k: v for k, v in config.items() if k not in SWITCHES} | written
-    with caplog.at_level(logging.INFO, logger="poseanimate.methods.realisdance_weights"):
+    with caplog.at_level(logging.INFO, logger="poseanimate.methods.realisdance.weights"):
         model = load_realisdance(write_folder(state, config, tmp_path))
     assert model.shifts == RopeShifts(*expected) and model.shifts_from == source
     assert ("class default" in caplog.text) == (source != "config.json")

@@ -13,10 +13,10 @@ import pytest
 from safetensors.torch import load_file
 
 from poseanimate.errors import InputError
-from poseanimate.methods.wan_animate import coarsen_mask, pose_mask
+from poseanimate.methods.wan_animate.mask import coarsen_mask, pose_mask
 from poseanimate.pose.keypoints import BODY, PoseFrame, empty_people
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wan_animate_parity.safetensors"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "wan_animate_parity.safetensors"
 
 
 def test_coarsen_mask_matches_the_reference_preprocessing():

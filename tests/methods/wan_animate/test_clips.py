@@ -22,15 +22,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import wan_animate_tiny as tiny  # noqa: E402
 
 from poseanimate.errors import InputError  # noqa: E402
-from poseanimate.methods.wan_animate import (AnimateClips, AnimateConfig, AnimateModules,  # noqa: E402
-                                             build_animate_conditioning, build_clip_y, condition_mask,
-                                             condition_video, drop_reference_frame, face_presence,
-                                             fill_missing_faces)
+from poseanimate.methods.wan_animate import AnimateConfig, AnimateModules, build_animate_conditioning  # noqa: E402
+from poseanimate.methods.wan_animate.clips import (AnimateClips, build_clip_y, condition_mask,  # noqa: E402
+                                                   condition_video, drop_reference_frame, face_presence,
+                                                   fill_missing_faces)
 from poseanimate.pose.keypoints import FACE, PoseFrame, empty_people  # noqa: E402
 from poseanimate.sampling.windows import Window, assemble_clips, plan_clips  # noqa: E402
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.ops import CastOps, cast_weight
-from ..models.wan.layers import RMSNorm
+from ...models.ops import CastOps, cast_weight
+from ...models.wan.layers import RMSNorm
 
 FACE_STREAMS = 4  # token streams the first conv splits into (the reference's num_heads=4)
 STREAM_WIDTH = 1024  # channels per stream

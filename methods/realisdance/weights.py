@@ -4,7 +4,7 @@ The release (``theFoxofSky/RealisDance-DiT`` on Hugging Face) is a diffusers
 folder: ``transformer/`` holds ``config.json`` (``_class_name: RealisDanceDiT``)
 and sharded safetensors under diffusers' Wan names, plus ``add_conv_in.*``,
 ``add_proj.*`` and ``attn_conv_in.*``. The DiT loads through the pack's one
-checkpoint loader and key map (:func:`~..models.checkpoint.wan_dit.load_wan_dit`);
+checkpoint loader and key map (:func:`~...models.checkpoint.wan_dit.load_wan_dit`);
 the three layers come back as its "extra" tensors. A single-file repack
 (official or Comfy names) loads the same way.
 
@@ -23,11 +23,11 @@ from typing import Sequence, Union
 
 import torch
 
-from ..errors import InputError
-from ..models.checkpoint.identify import sample_keys
-from ..models.checkpoint.wan_dit import WanCheckpointInfo, load_wan_dit, scan_checkpoint
-from ..models.wan.dit import WanDiT
-from .realisdance_layers import (CLASS_DEFAULT_SHIFTS, LAYER_NAMES, LAYER_PREFIXES, RealisDanceLayers, RopeShifts,
+from ...errors import InputError
+from ...models.checkpoint.identify import sample_keys
+from ...models.checkpoint.wan_dit import WanCheckpointInfo, load_wan_dit, scan_checkpoint
+from ...models.wan.dit import WanDiT
+from .layers import (CLASS_DEFAULT_SHIFTS, LAYER_NAMES, LAYER_PREFIXES, RealisDanceLayers, RopeShifts,
                                  shifts_from_config)
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def load_realisdance(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
                      num_heads: int | None = None, shifts: RopeShifts | None = None) -> RealisDanceModel:
     """Load RealisDance-DiT's transformer: the Wan DiT (any layout and dtype the loader takes) and its layers.
 
-    Arguments as :func:`~..models.checkpoint.wan_dit.load_wan_dit`; ``shifts``
+    Arguments as :func:`~...models.checkpoint.wan_dit.load_wan_dit`; ``shifts``
     overrides the RoPE switches read from config.json; ``operations`` builds
     the DiT. The layers keep the file's dtype (fp8 ones are dequantized to
     bf16) and compute in their input's dtype.
@@ -114,5 +114,5 @@ def load_realisdance(path_or_paths: PathLike | Sequence[PathLike], storage_dtype
 
 
 def _casting_ops():
-    from ..models.ops import CastOps
+    from ...models.ops import CastOps
     return CastOps

@@ -14,16 +14,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fixtures"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
 import wan_animate_tiny as tiny  # noqa: E402
 import wan_checkpoint_writers as writers  # noqa: E402
 
 from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.methods.wan_animate import (AnimateConfig, AnimateModules, load_relight_lora,  # noqa: E402
-                                             load_wan_animate, parse_relight_lora)
-from poseanimate.methods.wan_animate_lora import RELIGHT_TARGET  # noqa: E402
-from poseanimate.methods.wan_animate_motion import MotionEncoderConfig, blur_kernel  # noqa: E402
+                                             load_wan_animate)
+from poseanimate.methods.wan_animate.lora import RELIGHT_TARGET, parse_relight_lora  # noqa: E402
+from poseanimate.methods.wan_animate.motion import MotionEncoderConfig, blur_kernel  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.models.ops import cast_weight  # noqa: E402

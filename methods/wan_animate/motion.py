@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.checkpoint.fp8 import is_fp8
+from ...models.checkpoint.fp8 import is_fp8
 
 STYLE_DIM = 512
 MOTION_DIM = 20
