@@ -128,7 +128,7 @@ def conditioning(args: argparse.Namespace, encoders, latent_frames: int):
     """The method's conditioning for ``latent_frames`` (inputs on the CPU, as the host holds them)."""
     import torch
 
-    from poseanimate.methods.base import VideoGeometry
+    from poseanimate.sampling.conditioning import VideoGeometry
     from poseanimate.methods.unianimate import build_unianimate_conditioning
     from poseanimate.sampling.wan_denoiser import WanCond
     from poseanimate.sampling.windows import slice_frames

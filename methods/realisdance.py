@@ -47,7 +47,7 @@ from ..models.wan.rope import shifted_grid_positions
 from ..sampling.schedulers import Scheduler, make_scheduler
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry, branch_frames
+from ..sampling.conditioning import VideoGeometry, branch_frames
 from .realisdance_layers import RealisDanceLayers, RopeShifts
 from .realisdance_weights import RealisDanceModel, load_realisdance
 

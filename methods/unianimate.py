@@ -46,7 +46,7 @@ from ..models.wan.dit import DiTExtensions
 from ..models.wan.latent_space import LATENT_CHANNELS
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window, slice_frames
-from .base import VideoGeometry, branch_frames
+from ..sampling.conditioning import VideoGeometry, branch_frames
 from .unianimate_encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
 from .unianimate_weights import UniAnimateWeights, load_unianimate, parse_unianimate
 

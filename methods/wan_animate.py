@@ -42,7 +42,7 @@ from ..models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
 from ..models.wan.latent_space import LATENT_CHANNELS
 from ..sampling.wan_denoiser import WanCond
 from ..sampling.windows import Window
-from .base import VideoGeometry
+from ..sampling.conditioning import VideoGeometry
 from .wan_animate_clips import (AnimateClipInputs, AnimateClips, build_clip_y, clip_y, condition_mask,
                                 condition_video, drop_reference_frame, face_presence, fill_missing_faces)
 from .wan_animate_face import FaceBlock, face_frames_after

@@ -44,8 +44,8 @@ from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 
-from .. import host
 from ..errors import InputError
+from .loop import interrupt_check
 
 PLAN_MODES: tuple[str, ...] = ("static", "batched")
 WEIGHTINGS: tuple[str, ...] = ("uniform", "linear", "pyramid", "relative", "unianimate")
@@ -365,7 +365,7 @@ def denoise_windowed(denoise: WindowDenoise, state: torch.Tensor, plan: WindowPl
         raise ValueError(f"state has {state.shape[dim]} frames along dim {dim}; a {len(plan)}-window plan over "
                          f"{plan.total} frames with '{weighting}' blending needs {expected} "
                          "(use add_private_frames)")
-    check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    check_interrupt = interrupt_check(check_interrupt)
     predictions = []
     for window in plan:
         check_interrupt()

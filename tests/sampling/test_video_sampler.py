@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from poseanimate import host
-from poseanimate.methods.base import MethodConditioning, VideoGeometry
+from poseanimate.sampling.conditioning import MethodConditioning, VideoGeometry
 from poseanimate.models.wan.config import infer_config
 from poseanimate.models.wan.dit import DiTExtensions, WanDiT
 from poseanimate.models.tiny import tiny_wan_state_dict
@@ -44,6 +44,9 @@ class ToyConditioning:
             ext = DiTExtensions(added_tokens=[0.01 * per_frame[None, :, None].expand(1, -1, 64)])
         return WanCond(context=context, ext=ext)
 
+    def clear_cache(self):
+        pass
+
 
 def quiet(**kw):
     return dict(progress=lambda d, t: None, check_interrupt=lambda: None, **kw)
@@ -65,8 +68,9 @@ def test_protocol_and_whole_video_equals_the_plain_loop(dit):
         def at_step(self, step):
             return self.items[step]
 
-    want = sample(WanDenoiser(dit, on_block=lambda i: None), make_noise((1, 16, 3, 4, 4), 11), scheduler,
-                  Guidance(PerStep(positives), negative, 2.0), progress=lambda d, t: None,
+    guidance = Guidance(PerStep(positives), negative, 2.0)
+    want = sample(guidance.bind(WanDenoiser(dit, on_block=lambda i: None)), make_noise((1, 16, 3, 4, 4), 11),
+                  scheduler, progress=lambda d, t: None,
                   check_interrupt=lambda: None)
     assert torch.equal(got, want)
     assert got.shape == (1, 16, 3, 4, 4) and torch.isfinite(got).all()
