@@ -43,7 +43,7 @@ from poseanimate.methods.unianimate import build_unianimate_conditioning, fit_im
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
-from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
+from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402

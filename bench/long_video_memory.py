@@ -104,8 +104,8 @@ def build(args: argparse.Namespace, device):
     """The tiny DiT (UniAnimate's LoRA merged when used), the pose encoders and the VAE, on ``device``."""
     from poseanimate.methods.unianimate import parse_unianimate
     from poseanimate.models.lora import merge_loras
-    from poseanimate.models.tiny import tiny_wan_state_dict
-    from poseanimate.models.tiny_files import unianimate_state_dict, vae_state_dict
+    from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
+    from poseanimate.tiny_models.model_files import unianimate_state_dict, vae_state_dict
     from poseanimate.models.wan.config import infer_config
     from poseanimate.models.wan.dit import WanDiT
     from poseanimate.models.wan.vae import WanVAE, WanVAEConfig

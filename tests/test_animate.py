@@ -61,7 +61,7 @@ def test_bad_frame_count_names_the_nearest_valid_ones(tmp_path, capsys):
 
 
 def test_real_mode_without_embeddings_says_what_is_missing(tmp_path, capsys):
-    from poseanimate.models.tiny_files import write_tiny_model_files
+    from poseanimate.tiny_models.model_files import write_tiny_model_files
     write_tiny_model_files(tmp_path / "models")
     assert animate.main(["--models", str(tmp_path / "models"), "--out", str(tmp_path / "y.mp4"),
                          "--frames", "5", "--width", "32", "--height", "48"]) == 2

@@ -17,7 +17,7 @@ from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.methods.realisdance import RopeShifts, load_realisdance  # noqa: E402
 from poseanimate.methods.realisdance_layers import LAYER_PREFIXES, RealisDanceLayers  # noqa: E402
 from poseanimate.models.checkpoint.wan_keys import to_official_keys  # noqa: E402
-from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
+from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
 
 SWITCHES = ("shift_f", "shift_h", "shift_w")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poseanimate.models.tiny import tiny_wan_state_dict
+from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
 from poseanimate.models.wan.config import infer_config
 from poseanimate.models.wan.dit import BlockStack, DiTExtensions, ExtraTokens, WanDiT, plain_blocks
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from poseanimate.errors import InputError
-from poseanimate.models.tiny_files import ANIMATE_FILE, RELIGHT_FILE, VAE_FILE, write_tiny_model_files
+from poseanimate.tiny_models.model_files import ANIMATE_FILE, RELIGHT_FILE, VAE_FILE, write_tiny_model_files
 from poseanimate.nodes.vae_nodes import PoseAnimateVAELoader
 from poseanimate.nodes.wan_animate_nodes import (PoseAnimatePoseMask, PoseAnimateRelightLoRA, PoseAnimateWanAnimate,
                                                  PoseAnimateWanAnimateLoader)

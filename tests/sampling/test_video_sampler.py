@@ -8,7 +8,7 @@ from poseanimate import host
 from poseanimate.sampling.conditioning import MethodConditioning, VideoGeometry
 from poseanimate.models.wan.config import infer_config
 from poseanimate.models.wan.dit import DiTExtensions, WanDiT
-from poseanimate.models.tiny import tiny_wan_state_dict
+from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
 from poseanimate.sampling.guidance import Guidance
 from poseanimate.sampling.loop import make_noise, sample
 from poseanimate.sampling.schedulers import make_scheduler
