@@ -15,7 +15,7 @@ import torch
 
 from ..sampling.schedulers import Scheduler
 from ..sampling.video import sample_video
-from ..sampling.windows import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
+from .wan_animate_plan import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
 from .wan_animate import build_animate_conditioning
 from .wan_animate_clips import AnimateClips, build_clip_y, drop_reference_frame
 from .wan_animate_modules import AnimateModules

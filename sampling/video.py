@@ -19,7 +19,7 @@ from .guidance import Guidance
 from .loop import ProgressFn, StepCallback, VelocityFn, interrupt_check, make_noise, sample
 from .schedulers import Scheduler
 from .wan_denoiser import WanCond, WanDenoiser
-from .windows import (UNIANIMATE_OVERLAP, UNIANIMATE_WINDOW, Window, WindowPlan, add_private_frames,
+from .windows import (DEFAULT_OVERLAP, DEFAULT_WINDOW, Window, WindowPlan, add_private_frames,
                       check_blending, denoise_windowed, plan_windows, real_frames)
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """Overlapping windows of latent frames (see sampling/windows.py); defaults are UniAnimate-DiT's."""
+    """Overlapping windows of latent frames (see sampling/windows.py); the defaults are UniAnimate-DiT's
+    (21 latent frames, i.e. Wan's native 81 pixel frames, overlapping by 4, its own blending)."""
 
-    length: int = UNIANIMATE_WINDOW
-    overlap: int = UNIANIMATE_OVERLAP
+    length: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
     weighting: str = "unianimate"
 
 
