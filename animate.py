@@ -44,7 +44,8 @@ from poseanimate.methods.unianimate import build_unianimate_conditioning, load_u
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
-from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
+from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
+from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
@@ -190,9 +191,9 @@ def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> No
 
 
 def check_sizes(frames: int, width: int, height: int) -> None:
-    if frames < 1 or (frames - 1) % 4:
-        lower = max(1, frames - (frames - 1) % 4)
-        raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {lower + 4}")
+    if not is_frame_count(frames):
+        lower, upper = nearest_frame_counts(max(frames, 2))  # below 1: "1 or 5"
+        raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {upper}")
     for name, size in (("--width", width), ("--height", height)):
         if size < 16 or size % 16:
             raise InputError(name, f"{size} is not a multiple of 16", f"{max(16, size - size % 16)} or "

@@ -104,8 +104,8 @@ def build(args: argparse.Namespace, device):
     """The tiny DiT (UniAnimate's LoRA merged when used), the pose encoders and the VAE, on ``device``."""
     from poseanimate.methods.unianimate import parse_unianimate
     from poseanimate.models.lora import merge_loras
-    from poseanimate.models.tiny import tiny_wan_state_dict
-    from poseanimate.models.tiny_files import unianimate_state_dict, vae_state_dict
+    from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
+    from poseanimate.tiny_models.model_files import unianimate_state_dict, vae_state_dict
     from poseanimate.models.wan.config import infer_config
     from poseanimate.models.wan.dit import WanDiT
     from poseanimate.models.wan.vae import WanVAE, WanVAEConfig
@@ -128,13 +128,14 @@ def conditioning(args: argparse.Namespace, encoders, latent_frames: int):
     """The method's conditioning for ``latent_frames`` (inputs on the CPU, as the host holds them)."""
     import torch
 
-    from poseanimate.methods.base import VideoGeometry
+    from poseanimate.models.wan.latent_space import pixel_frames
+    from poseanimate.sampling.conditioning import VideoGeometry
     from poseanimate.methods.unianimate import build_unianimate_conditioning
     from poseanimate.sampling.wan_denoiser import WanCond
     from poseanimate.sampling.windows import slice_frames
 
     h, w = (int(v) for v in args.latent.split("x"))
-    frames = 4 * (latent_frames - 1) + 1
+    frames = pixel_frames(latent_frames)
     g = torch.Generator().manual_seed(latent_frames)
     context = torch.randn(1, 12, 32, generator=g)
     negative = torch.zeros(1, 1, 32)

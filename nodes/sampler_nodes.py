@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from .. import host
 from ..errors import InputError
-from ..methods.base import MethodConditioning
+from ..sampling.conditioning import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
 from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
@@ -95,9 +95,7 @@ class PoseAnimateSampler:
                                       windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0))
         finally:
-            release = getattr(conditioning, "clear_cache", None)
-            if callable(release):
-                release()  # per-run caches (pose tokens) are not kept in the host's node-output cache
+            conditioning.clear_cache()  # per-run caches (pose tokens) are not kept in the host's node-output cache
             host.free_memory()
         return ({"samples": to_vae_space(latent).cpu()},)
 

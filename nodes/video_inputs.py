@@ -7,6 +7,7 @@ import logging
 import torch
 
 from ..errors import InputError
+from ..models.wan.latent_space import is_frame_count, latent_frames, nearest_frame_counts, pixel_frames
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def check_video_size(height: int, width: int, input_name: str) -> None:
 
 def whole_video_frames(available: int) -> int:
     """frames = 0: every frame there is, rounded down to the 4k+1 frames Wan's VAE takes."""
-    count = 1 + 4 * ((available - 1) // 4)
+    count = pixel_frames(latent_frames(available))
     if count < available:
         log.info("frames 0: using %d of the %d frames (Wan videos have 4k+1 frames)", count, available)
     return count
@@ -41,10 +42,10 @@ def whole_video_frames(available: int) -> int:
 
 def check_frame_count(count: int, input_name: str = "frames") -> None:
     """A 4k+1 frame count; else the nearest valid counts."""
-    if (count - 1) % 4:
-        lower = count - (count - 1) % 4
+    if not is_frame_count(count):
+        lower, upper = nearest_frame_counts(count)
         raise InputError(input_name, f"{count} frames is not of the form 4k+1 that Wan's VAE needs",
-                         f"{lower} or {lower + 4} frames" if lower > 0 else "5 frames")
+                         f"{lower} or {upper} frames" if lower > 0 else "5 frames")
 
 
 def video_frames(images: torch.Tensor, input_name: str) -> torch.Tensor:

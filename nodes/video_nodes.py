@@ -5,7 +5,7 @@ import torch
 
 from .. import host
 from ..errors import InputError
-from ..sampling.windows import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS, plan_clips
+from ..methods.wan_animate.plan import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS, plan_clips
 from ..video.drift import correct_drift, correct_video_drift
 from .video_inputs import video_frames
 

@@ -24,7 +24,7 @@ from ..methods.wan_animate import animate as run_animate  # the node's own input
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from ..sampling.schedulers import SCHEDULER_NAMES
-from ..sampling.windows import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
+from ..methods.wan_animate.plan import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
 from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options,
                           with_lora)
 from .pose_io import POSE_KEYPOINT, poses_in

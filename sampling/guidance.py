@@ -58,3 +58,7 @@ class Guidance:
             return cond_out
         uncond_out = model(x, timestep, at_step(self.negative, step))
         return cfg(cond_out, uncond_out, scale)
+
+    def bind(self, model: Denoiser) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+        """The guided ``model`` as the loop's ``(x, timestep, step) -> velocity``."""
+        return lambda x, timestep, step: self.velocity(model, x, timestep, step)

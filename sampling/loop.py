@@ -1,4 +1,9 @@
-"""The sampling loop: noise in, latent out. Knows nothing of ComfyUI.
+"""The sampling loop: noise in, latent out. Knows nothing of ComfyUI or of any method.
+
+The loop takes a :data:`VelocityFn` ``(x, timestep, step) -> velocity``: what
+runs at a step (one model pass, guidance over two branches, windows over the
+video, a step cache) is composed outside from plain callables
+(:meth:`~.guidance.Guidance.bind` turns a denoiser and a guidance into one).
 
 Progress and interruption go through callables the caller supplies; by default
 they are the host seam's (a ComfyUI progress bar and interrupt flag inside
@@ -13,8 +18,11 @@ from typing import Callable, Sequence
 import torch
 
 from .. import host
-from .guidance import Denoiser, Guidance
 from .schedulers import Scheduler
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``(x, timestep, step index) -> velocity``: what the loop integrates. ``x`` is the latent
+(``[B, C, T, H, W]``), ``timestep`` a ``[B]`` tensor on ``x``'s device."""
 
 ProgressFn = Callable[[int, int], None]
 """``(steps done, total steps)``, called once after each step."""
@@ -36,17 +44,23 @@ def make_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cp
     return noise.to(device=device, dtype=dtype)
 
 
+def interrupt_check(check_interrupt: Callable[[], None] | None = None) -> Callable[[], None]:
+    """``check_interrupt``, or the host's interrupt check when None: the one place the sampler's
+    building blocks (the loop, windows, the denoiser, ``sample_video``) take their default from."""
+    return check_interrupt if check_interrupt is not None else host.check_interrupt
+
+
 def _host_progress(total: int) -> ProgressFn:
     bar = host.Progress(total)
     return lambda done, total: bar.update(1)
 
 
-def sample(model: Denoiser, noise: torch.Tensor, scheduler: Scheduler, guidance: Guidance, *,
+def sample(velocity_fn: VelocityFn, noise: torch.Tensor, scheduler: Scheduler, *,
            progress: ProgressFn | None = None, check_interrupt: Callable[[], None] | None = None,
            callback: StepCallback | None = None) -> torch.Tensor:
     """Integrate from ``noise`` (at the schedule's first sigma) to a clean latent.
 
-    Each step: check for interruption, run the guided model at the step's
+    Each step: check for interruption, call ``velocity_fn`` at the step's
     timestep, advance the solver, then report. ``check_interrupt`` raises to stop
     (before the next model call); ``noise`` is never modified in place. The
     latent keeps ``noise``'s dtype (use float32, as Wan does); the model's
@@ -56,7 +70,7 @@ def sample(model: Denoiser, noise: torch.Tensor, scheduler: Scheduler, guidance:
         raise TypeError(f"noise must be a floating-point tensor, got {noise.dtype}")
     total = scheduler.steps
     progress = progress if progress is not None else _host_progress(total)
-    check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    check_interrupt = interrupt_check(check_interrupt)
     solver = scheduler.solver()
     timesteps = scheduler.schedule.timesteps.to(noise.device)
     sigmas = scheduler.schedule.sigmas
@@ -65,7 +79,7 @@ def sample(model: Denoiser, noise: torch.Tensor, scheduler: Scheduler, guidance:
     for i in range(total):
         check_interrupt()
         timestep = timesteps[i:i + 1].expand(x.shape[0])
-        velocity = guidance.velocity(model, x, timestep, i).to(x.dtype)
+        velocity = velocity_fn(x, timestep, i).to(x.dtype)
         denoised = x - float(sigmas[i]) * velocity if callback is not None else None
         x = solver.step(velocity, i, x)
         if callback is not None:

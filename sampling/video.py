@@ -1,7 +1,7 @@
 """Sample a whole video for any method: noise, guidance, windows, the loop.
 
 The one entry point every method's sampler node calls. A method hands over a
-:class:`~..methods.base.MethodConditioning`; this module asks it for the
+:class:`~.conditioning.MethodConditioning`; this module asks it for the
 positive and negative branch at each step (and for each window when the video
 is longer than one window), runs the Wan DiT through the sampling loop, and
 returns the clean latent in model space. Nothing here knows which method runs.
@@ -14,13 +14,12 @@ from typing import Callable
 
 import torch
 
-from .. import host
-from ..methods.base import MethodConditioning
+from .conditioning import MethodConditioning
 from .guidance import Guidance
-from .loop import ProgressFn, StepCallback, make_noise, sample
+from .loop import ProgressFn, StepCallback, VelocityFn, interrupt_check, make_noise, sample
 from .schedulers import Scheduler
 from .wan_denoiser import WanCond, WanDenoiser
-from .windows import (UNIANIMATE_OVERLAP, UNIANIMATE_WINDOW, Window, WindowPlan, add_private_frames,
+from .windows import (DEFAULT_OVERLAP, DEFAULT_WINDOW, Window, WindowPlan, add_private_frames,
                       check_blending, denoise_windowed, plan_windows, real_frames)
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """Overlapping windows of latent frames (see sampling/windows.py); defaults are UniAnimate-DiT's."""
+    """Overlapping windows of latent frames (see sampling/windows.py); the defaults are UniAnimate-DiT's
+    (21 latent frames, i.e. Wan's native 81 pixel frames, overlapping by 4, its own blending)."""
 
-    length: int = UNIANIMATE_WINDOW
-    overlap: int = UNIANIMATE_OVERLAP
+    length: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
     weighting: str = "unianimate"
 
 
@@ -55,14 +55,6 @@ WindowProgressFn = Callable[[int, int, int, int], None]
 """``(step, steps, window, windows)``, all counted from 1: called each time a window of a step is
 done (once per step for a one-pass run, with ``window = windows = 1``). ``steps * windows`` calls
 in all, so a host bar of that total advances by one per call."""
-
-
-class _StepIndex:
-    """Stands in for the conditioning in the loop's own guidance: it resolves to the step index,
-    so the windowed model knows the step and runs the real guidance inside each window."""
-
-    def at_step(self, step: int) -> int:
-        return step
 
 
 def window_plan(frames: int, windows: WindowSettings | None) -> WindowPlan | None:
@@ -112,7 +104,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     host's) runs before every step, window and DiT block, so an interrupt stops
     within one block.
     """
-    check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    check_interrupt = interrupt_check(check_interrupt)
     if progress is None and window_progress is not None:
         progress = _no_progress
     geometry = conditioning.geometry
@@ -136,26 +128,45 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
 
         def run(x: torch.Tensor, timestep: torch.Tensor, branch: Branch) -> torch.Tensor:
             return denoiser(x, timestep, branch.resolve(None))
-        return sample(run, noise, scheduler, guidance, progress=step_progress, check_interrupt=check_interrupt,
-                      callback=callback)
+        return sample(guidance.bind(run), noise, scheduler, progress=step_progress,
+                      check_interrupt=check_interrupt, callback=callback)
 
     generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     state = add_private_frames(noise, plan, windows.weighting, generator=generator)
 
-    def run_windows(x: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
-        def guided(latent: torch.Tensor, window: Window) -> torch.Tensor:
-            velocity = guidance.velocity(lambda z, t, branch: denoiser(z, t, branch.resolve(window)),
-                                         latent, timestep, step)
-            if window_progress is not None:
-                window_progress(step + 1, steps, window.index + 1, len(plan))
-            return velocity
-        return denoise_windowed(guided, x, plan, windows.weighting, check_interrupt=check_interrupt)
+    on_window = None
+    if window_progress is not None:
+        def on_window(step: int, window: Window) -> None:
+            window_progress(step + 1, steps, window.index + 1, len(plan))
 
-    out = sample(run_windows, state, scheduler, Guidance(_StepIndex()), progress=progress,
+    out = sample(windowed_velocity(denoiser, guidance, plan, windows.weighting, check_interrupt, on_window),
+                 state, scheduler, progress=progress,
                  check_interrupt=check_interrupt,
                  callback=None if callback is None else (lambda i, x, x0: callback(i, real_frames(x, plan),
                                                                                    real_frames(x0, plan))))
     return real_frames(out, plan)
+
+
+def windowed_velocity(denoiser: Callable[[torch.Tensor, torch.Tensor, WanCond], torch.Tensor], guidance: Guidance,
+                      plan: WindowPlan, weighting: str, check_interrupt: Callable[[], None] | None = None,
+                      on_window: Callable[[int, Window], None] | None = None) -> VelocityFn:
+    """The loop's ``(state, timestep, step) -> velocity`` over ``plan``'s windows.
+
+    At each step every window is guided on its own (both branches resolved for
+    that window: ``guidance``'s items are :class:`Branch`-es), then the windows'
+    velocities are blended with ``weighting`` (:func:`~.windows.denoise_windowed`;
+    the state carries the private frames, see :func:`~.windows.add_private_frames`).
+    ``on_window(step, window)`` is called after each window.
+    """
+    def velocity(state: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
+        def guided(latent: torch.Tensor, window: Window) -> torch.Tensor:
+            out = guidance.velocity(lambda z, t, branch: denoiser(z, t, branch.resolve(window)), latent, timestep,
+                                    step)
+            if on_window is not None:
+                on_window(step, window)
+            return out
+        return denoise_windowed(guided, state, plan, weighting, check_interrupt=check_interrupt)
+    return velocity
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from .. import host
 from ..models.wan.dit import DiTExtensions, WanDiT
+from .loop import interrupt_check
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,10 @@ class WanDenoiser:
 
     def __init__(self, model: WanDiT, on_block: Callable[[int], None] | None = None):
         self.model = model
-        self.on_block = on_block if on_block is not None else (lambda _index: host.check_interrupt())
+        if on_block is None:
+            check = interrupt_check()
+            on_block = lambda _index: check()  # noqa: E731
+        self.on_block = on_block
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, timestep: torch.Tensor, cond: WanCond) -> torch.Tensor:

@@ -1,22 +1,19 @@
-"""Long videos: overlapping windows inside each step, or whole clips one after another.
+"""Long videos: overlapping windows of latent frames inside each step.
 
-Two ways past the model's native length, both from the references:
+UniAnimate-DiT's long-video pipeline and ComfyUI's context windows: at every
+denoising step the full latent ``[B, C, T, H, W]`` is cut into overlapping
+windows of latent frames, each window is denoised on its own, and the
+predictions are blended back into one full-length prediction.
+:func:`plan_windows` places the windows, :func:`slice_frames` cuts every
+time-indexed condition to a window, :func:`denoise_windowed` runs and blends.
+(Wan2.2-Animate's whole-clip chaining is the method's own:
+``methods/wan_animate/plan.py``.)
 
-* **Windows** (UniAnimate-DiT's long-video pipeline, ComfyUI's context windows):
-  at every denoising step the full latent ``[B, C, T, H, W]`` is cut into
-  overlapping windows of latent frames, each window is denoised on its own, and
-  the predictions are blended back into one full-length prediction.
-  :func:`plan_windows` places the windows, :func:`slice_frames` cuts every
-  time-indexed condition to a window, :func:`denoise_windowed` runs and blends.
-* **Clips** (Wan2.2-Animate): whole sampling runs of ``clip_len`` pixel frames,
-  each guided by the last decoded frames of the previous one.
-  :func:`plan_clips`, :func:`pad_frames` and :func:`assemble_clips`.
-
-Blending weights (``WEIGHTINGS``): ``uniform``, ``linear``, ``pyramid`` and
-``relative`` are ComfyUI core's ``flat``, ``overlap-linear``, ``pyramid`` and
-``relative`` fuse methods (same formulas); ``unianimate`` is UniAnimate-DiT's
-rule: uniform weights, and the first ``UNIANIMATE_PRIVATE_FRAMES`` latent frames
-of every window after the first are *private* to that window.
+Blendings (``BLENDINGS``, a registry of :class:`Blending`): ``uniform``,
+``linear``, ``pyramid`` and ``relative`` are ComfyUI core's ``flat``,
+``overlap-linear``, ``pyramid`` and ``relative`` fuse methods (same formulas);
+``unianimate`` is UniAnimate-DiT's rule: uniform weights, and the first two
+latent frames of every window after the first are *private* to that window.
 
 Private frames. UniAnimate conditions every window on the reference image as
 its first frame, so a window's first two latent frames are its own business:
@@ -31,11 +28,9 @@ latents *after* each window's Euler step: the step is linear in the
 prediction and every window sees the same shared frames, so averaging stepped
 latents equals stepping with the averaged prediction.
 
-Frame counts. Wan's VAE maps ``4k + 1`` pixel frames to ``k + 1`` latent
-frames: latent frame 0 is pixel frame 0, latent frame ``t >= 1`` covers pixel
-frames ``4t - 3 .. 4t``. A window of latent frames ``[s, e)`` is sampled as a
-clip of its own, so its conditions in pixel frames are ``[4s, 4(e - 1) + 1)``
-(UniAnimate slices its pose video exactly so).
+Frame counts (``models/wan/latent_space.py``). A window of latent frames
+``[s, e)`` is sampled as a clip of its own, so its conditions in pixel frames
+are ``[4s, 4(e - 1) + 1)`` (UniAnimate slices its pose video exactly so).
 """
 from __future__ import annotations
 
@@ -44,44 +39,15 @@ from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 
-from .. import host
 from ..errors import InputError
+from ..models.wan.latent_space import TEMPORAL_STRIDE, pixel_frames
+from .loop import interrupt_check
 
 PLAN_MODES: tuple[str, ...] = ("static", "batched")
-WEIGHTINGS: tuple[str, ...] = ("uniform", "linear", "pyramid", "relative", "unianimate")
-
-UNIANIMATE_WINDOW = 21  # latent frames (81 pixel frames), UniAnimate-DiT's context_size
-UNIANIMATE_OVERLAP = 4  # latent frames, its context_overlap
-UNIANIMATE_PRIVATE_FRAMES = 2  # leading latent frames private to each window after the first
-
-ANIMATE_CLIP_LEN = 77  # pixel frames per Wan2.2-Animate clip
-ANIMATE_REFERT_NUMS: tuple[int, ...] = (1, 5)  # temporal-reference frame counts it was trained with
+DEFAULT_WINDOW = 21  # latent frames: 81 pixel frames, Wan's native length (UniAnimate-DiT's context_size)
+DEFAULT_OVERLAP = 4  # latent frames (UniAnimate-DiT's context_overlap)
 
 Frames = Union[torch.Tensor, Sequence[Any], None]
-
-
-# ---------------------------------------------------------------- frame counts
-def latent_frames(pixel_frames: int) -> int:
-    """Latent frames Wan's VAE makes from ``pixel_frames``: ``1 + (pixel_frames - 1) // 4``."""
-    _check_count("pixel frames", pixel_frames, 1)
-    return 1 + (pixel_frames - 1) // 4
-
-
-def pixel_frames(latent_frames: int) -> int:
-    """Pixel frames decoded from ``latent_frames``: ``4 * (latent_frames - 1) + 1``."""
-    _check_count("latent frames", latent_frames, 1)
-    return 4 * (latent_frames - 1) + 1
-
-
-def round_pixel_frames(frames: int, name: str = "frames") -> tuple[int, str | None]:
-    """``frames`` moved to the nearest ``4k + 1`` (ties go down), and a notice when it moved."""
-    _check_count(name, frames, 1)
-    remainder = (frames - 1) % 4
-    rounded = frames - remainder if remainder <= 2 else frames + 4 - remainder
-    if rounded == frames:
-        return frames, None
-    return rounded, (f"{name}: {frames} is not of the form 4k+1 that Wan's VAE needs; "
-                     f"using {rounded} ({latent_frames(rounded)} latent frames)")
 
 
 # ---------------------------------------------------------------- windows
@@ -102,7 +68,7 @@ class Window:
         if unit == "latent":
             return self.start, self.end
         if unit == "pixel":
-            return 4 * self.start, 4 * (self.end - 1) + 1
+            return TEMPORAL_STRIDE * self.start, pixel_frames(self.end)
         raise ValueError(f"unit must be 'latent' or 'pixel', got {unit!r}")
 
 
@@ -173,16 +139,75 @@ def plan_windows(total: int, window: int, overlap: int, mode: str = "static") ->
     return WindowPlan(windows, total, window, overlap, mode)
 
 
-# ---------------------------------------------------------------- weights
-def _check_weighting(weighting: str) -> None:
-    if weighting not in WEIGHTINGS:
-        raise InputError("window blending", f"'{weighting}' is not a known blending", f"one of {', '.join(WEIGHTINGS)}")
+# ---------------------------------------------------------------- blendings
+WeightFn = Callable[["WindowPlan", "Window"], torch.Tensor]
+"""``(plan, window) -> float32 weights [window.length]`` for the window's frames."""
+
+
+@dataclass(frozen=True)
+class Blending:
+    """How overlapping windows are mixed: each frame's weight, and how many leading frames of every
+    window after the first are private to it (not blended; see the module docstring)."""
+
+    weights: WeightFn
+    private_frames: int = 0
+
+
+def _uniform(plan: WindowPlan, window: Window) -> torch.Tensor:
+    return torch.ones(window.length)
+
+
+def _pyramid(plan: WindowPlan, window: Window) -> torch.Tensor:
+    # FreeNoise-style: 1, 2, ..., peak, ..., 2, 1.
+    length = window.length
+    half = (length + 1) // 2
+    ramp = list(range(1, half + 1))
+    return torch.tensor(ramp + ramp[::-1][length % 2:], dtype=torch.float32)
+
+
+def _relative(plan: WindowPlan, window: Window) -> torch.Tensor:
+    # Closeness to the window's centre, floored at 0.01 (ComfyUI's "relative" bias).
+    length = window.length
+    centre = (length - 1) / 2
+    half_span = (length - 1 + 1e-2) / 2
+    return torch.tensor([max(1e-2, 1 - abs(pos - centre) / half_span) for pos in range(length)],
+                        dtype=torch.float32)
+
+
+def _linear(plan: WindowPlan, window: Window) -> torch.Tensor:
+    # Ramps over the planned overlap on the sides that have a neighbour (batched windows do not
+    # overlap, so they have none).
+    weights = torch.ones(window.length)
+    ramp = plan.overlap if plan.mode != "batched" else 0
+    if ramp > 0:
+        if window.start > 0:
+            weights[:ramp] = torch.linspace(1e-37, 1, ramp)
+        if window.end < plan.total:
+            weights[-ramp:] = torch.linspace(1, 1e-37, ramp)
+    return weights
+
+
+BLENDINGS: dict[str, Blending] = {
+    "uniform": Blending(_uniform),
+    "linear": Blending(_linear),
+    "pyramid": Blending(_pyramid),
+    "relative": Blending(_relative),
+    "unianimate": Blending(_uniform, private_frames=2),
+}
+WEIGHTINGS: tuple[str, ...] = tuple(BLENDINGS)  # the names, in the order a node lists them
+
+
+def _blending(weighting: str) -> Blending:
+    blending = BLENDINGS.get(weighting)
+    if blending is None:
+        raise InputError("window blending", f"'{weighting}' is not a known blending", f"one of {', '.join(BLENDINGS)}")
+    return blending
 
 
 def private_frame_count(plan: WindowPlan, weighting: str) -> int:
-    """Leading frames private to each window after the first: 2 for ``unianimate`` with several windows."""
-    _check_weighting(weighting)
-    return UNIANIMATE_PRIVATE_FRAMES if weighting == "unianimate" and len(plan) > 1 else 0
+    """Leading frames private to each window after the first (2 for ``unianimate``), with several windows."""
+    private = _blending(weighting).private_frames
+    return private if len(plan) > 1 else 0
 
 
 def check_blending(plan: WindowPlan, weighting: str) -> None:
@@ -214,34 +239,10 @@ def window_weights(plan: WindowPlan, window: Window, weighting: str) -> torch.Te
     Private frames (``unianimate``) get weight 0 here: they are not blended into
     the shared frames.
     """
-    _check_weighting(weighting)
-    length = window.length
-    if weighting in ("uniform", "unianimate"):
-        weights = torch.ones(length)
-        private = private_frame_count(plan, weighting)
-        if window.index > 0 and private:
-            weights[:private] = 0.0
-        return weights
-    if weighting == "pyramid":
-        # FreeNoise-style: 1, 2, ..., peak, ..., 2, 1.
-        half = (length + 1) // 2
-        ramp = list(range(1, half + 1))
-        return torch.tensor(ramp + ramp[::-1][length % 2:], dtype=torch.float32)
-    if weighting == "relative":
-        # Closeness to the window's centre, floored at 0.01 (ComfyUI's "relative" bias).
-        centre = (length - 1) / 2
-        half_span = (length - 1 + 1e-2) / 2
-        return torch.tensor([max(1e-2, 1 - abs(pos - centre) / half_span) for pos in range(length)],
-                            dtype=torch.float32)
-    # linear: ramps over the planned overlap on the sides that have a neighbour
-    # (batched windows do not overlap, so they have none).
-    weights = torch.ones(length)
-    ramp = plan.overlap if plan.mode != "batched" else 0
-    if ramp > 0:
-        if window.start > 0:
-            weights[:ramp] = torch.linspace(1e-37, 1, ramp)
-        if window.end < plan.total:
-            weights[-ramp:] = torch.linspace(1, 1e-37, ramp)
+    weights = _blending(weighting).weights(plan, window)
+    private = private_frame_count(plan, weighting)
+    if window.index > 0 and private:
+        weights[:private] = 0.0
     return weights
 
 
@@ -330,18 +331,6 @@ def _blend_into_state(predictions: Sequence[torch.Tensor], plan: WindowPlan, wei
     return (total / _weight_view(weight_sum, total.ndim, dim)).to(first.dtype)
 
 
-def blend(predictions: Sequence[torch.Tensor], plan: WindowPlan, weighting: str = "uniform",
-          dim: int = 2) -> torch.Tensor:
-    """Blend per-window predictions into one over the plan's ``total`` frames.
-
-    A frame's value is the weighted mean of the windows that cover it (weights
-    from :func:`window_weights`). Private frames are left out; use
-    :func:`denoise_windowed` to keep them.
-    """
-    _check_weighting(weighting)
-    return real_frames(_blend_into_state(predictions, plan, weighting, dim), plan, dim)
-
-
 WindowDenoise = Callable[[torch.Tensor, Window], torch.Tensor]
 """``(latent of one window, the window) -> prediction of the same shape``."""
 
@@ -365,7 +354,7 @@ def denoise_windowed(denoise: WindowDenoise, state: torch.Tensor, plan: WindowPl
         raise ValueError(f"state has {state.shape[dim]} frames along dim {dim}; a {len(plan)}-window plan over "
                          f"{plan.total} frames with '{weighting}' blending needs {expected} "
                          "(use add_private_frames)")
-    check_interrupt = check_interrupt if check_interrupt is not None else host.check_interrupt
+    check_interrupt = interrupt_check(check_interrupt)
     predictions = []
     for window in plan:
         check_interrupt()
@@ -376,24 +365,6 @@ def denoise_windowed(denoise: WindowDenoise, state: torch.Tensor, plan: WindowPl
                              f"differs from its input's {list(window_latent.shape)}")
         predictions.append(prediction)
     return _blend_into_state(predictions, plan, weighting, dim)
-
-
-def windowed_denoiser(model: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor], plan: WindowPlan,
-                      weighting: str, cut_condition: Callable[[Any, Window], Any], dim: int = 2,
-                      check_interrupt: Callable[[], None] | None = None,
-                      ) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
-    """Wrap a ``(x, timestep, cond) -> prediction`` model so it runs window by window.
-
-    ``cut_condition(cond, window)`` returns the conditioning for one window
-    (built with :func:`slice_frames`). The wrapper has the model's own
-    signature, so the sampling loop and guidance use it unchanged, on a state
-    from :func:`add_private_frames`.
-    """
-    def run(state: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
-        return denoise_windowed(lambda latent, window: model(latent, timestep, cut_condition(cond, window)),
-                                state, plan, weighting, dim, check_interrupt)
-
-    return run
 
 
 # ---------------------------------------------------------------- conditions
@@ -422,127 +393,6 @@ def slice_frames(frames: Frames, window: Window, dim: int = 0, unit: str = "late
     if isinstance(frames, torch.Tensor):
         return frames.narrow(dim, first, stop - first)
     return frames[first:stop]
-
-
-# ---------------------------------------------------------------- Wan2.2-Animate clips
-@dataclass(frozen=True)
-class Clip:
-    """Frames ``[start, end)`` of the padded input, sampled as one run.
-
-    Its first ``reference`` frames repeat the previous clip's last output
-    frames, which guide it (0 for the first clip); its output keeps frames
-    ``[start + reference, end)``.
-    """
-
-    index: int
-    start: int
-    end: int
-    reference: int
-
-
-@dataclass(frozen=True)
-class ClipPlan:
-    """Clips over ``padded`` input frames, the video's ``total`` frames padded by ping-pong."""
-
-    clips: tuple[Clip, ...]
-    total: int
-    padded: int
-    clip_len: int
-    refert_num: int
-    notice: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __iter__(self) -> Iterator[Clip]:
-        return iter(self.clips)
-
-    def __getitem__(self, index: int) -> Clip:
-        return self.clips[index]
-
-
-def _check_clip_args(clip_len: int, refert_num: int) -> None:
-    _check_count("clip length (frames)", clip_len, 2)
-    if (clip_len - 1) % 4 != 0:
-        raise InputError("clip length (frames)", f"{clip_len} is not of the form 4k+1",
-                         f"4k+1 frames such as {ANIMATE_CLIP_LEN} or 81")
-    if refert_num not in ANIMATE_REFERT_NUMS:
-        raise InputError("temporal reference frames", f"{refert_num!r} is not supported",
-                         "1 or 5 (the values Wan2.2-Animate was trained with)")
-    if refert_num >= clip_len:
-        raise InputError("clip length (frames)", f"{clip_len} is not longer than the {refert_num} "
-                         "temporal reference frames", f"more than {refert_num} frames")
-
-
-def padded_length(total: int, clip_len: int = ANIMATE_CLIP_LEN, refert_num: int = 1) -> int:
-    """Frames the input is padded to so that whole clips cover it (Wan2.2-Animate's ``get_valid_len``).
-
-    Clips advance by ``clip_len - refert_num``; a video of at most
-    ``refert_num`` frames (which the reference cannot run) fills one clip.
-    """
-    _check_count("video length (frames)", total, 1)
-    _check_clip_args(clip_len, refert_num)
-    if total <= refert_num:
-        return clip_len
-    advance = clip_len - refert_num
-    rest = (total - refert_num) % advance
-    return total if rest == 0 else total + advance - rest
-
-
-def plan_clips(total: int, clip_len: int = ANIMATE_CLIP_LEN, refert_num: int = 1) -> ClipPlan:
-    """Wan2.2-Animate's clips over ``total`` pixel frames.
-
-    Clip ``i`` covers padded frames ``[i * (clip_len - refert_num), ... + clip_len)``;
-    each clip after the first starts on the previous clip's last ``refert_num``
-    frames, takes those decoded frames as its temporal reference and drops them
-    from its output. The joined output is cut back to ``total`` frames.
-    """
-    padded = padded_length(total, clip_len, refert_num)
-    advance = clip_len - refert_num
-    count = (padded - refert_num) // advance
-    clips = tuple(Clip(i, i * advance, i * advance + clip_len, refert_num if i > 0 else 0) for i in range(count))
-    notice = None
-    if padded != total:
-        notice = (f"{total} frames padded to {padded} by playing the input back and forth, to fill "
-                  f"{count} clip(s) of {clip_len}; the result is cut back to {total} frames")
-    return ClipPlan(clips, total, padded, clip_len, refert_num, notice)
-
-
-def pingpong_indices(length: int, target: int) -> list[int]:
-    """Source frame for each of ``target`` frames: ``0, 1, ..., n-1, n-2, ..., 1, 0, 1, ...``.
-
-    Wan2.2-Animate's ``inputs_padding`` order (a one-frame input repeats, where
-    the reference fails).
-    """
-    _check_count("input frames", length, 1)
-    if length == 1:
-        return [0] * target
-    period = 2 * (length - 1)
-    return [k % period if k % period < length else period - k % period for k in range(target)]
-
-
-def pad_frames(frames: Frames, target: int, dim: int = 0) -> Frames:
-    """``frames`` (a tensor with time along ``dim``, or a list) padded to ``target`` by ping-pong."""
-    if frames is None:
-        return None
-    length = frames.shape[dim] if isinstance(frames, torch.Tensor) else len(frames)
-    order = pingpong_indices(length, target)
-    if isinstance(frames, torch.Tensor):
-        return frames.index_select(dim, torch.tensor(order, device=frames.device))
-    return [frames[i] for i in order]
-
-
-def assemble_clips(outputs: Sequence[torch.Tensor], plan: ClipPlan, dim: int = 0) -> torch.Tensor:
-    """The video from each clip's decoded output: reference frames dropped, cut to ``plan.total``."""
-    if len(outputs) != len(plan):
-        raise ValueError(f"{len(outputs)} clip outputs for {len(plan)} clips")
-    parts = []
-    for output, clip in zip(outputs, plan):
-        if output.shape[dim] != clip.end - clip.start:
-            raise ValueError(f"clip {clip.index} output has {output.shape[dim]} frames along dim {dim}, "
-                             f"expected {clip.end - clip.start}")
-        parts.append(output.narrow(dim, clip.reference, output.shape[dim] - clip.reference))
-    return torch.cat(parts, dim=dim).narrow(dim, 0, plan.total)
 
 
 # ---------------------------------------------------------------- helpers

@@ -48,9 +48,44 @@ def test_same_seed_bit_identical_and_seeds_differ(tmp_path):
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
-def test_long_video_goes_through_windows(tmp_path):
+def recording_sampler(monkeypatch):
+    """Patch animate's sample_video so every branch the sampler asks the conditioning for is recorded."""
+    calls = []
+    real = animate.sample_video
+
+    def sample_video(model, cond, *args, **kwargs):
+        class Recording:
+            geometry = cond.geometry
+
+            def branch(self, positive, step, steps, window=None):
+                calls.append((positive, step, None if window is None else (window.start, window.end)))
+                return cond.branch(positive, step, steps, window)
+
+            def clear_cache(self):
+                cond.clear_cache()
+
+        return real(model, Recording(), *args, **kwargs)
+
+    monkeypatch.setattr(animate, "sample_video", sample_video)
+    return calls
+
+
+def test_long_video_goes_through_windows(tmp_path, monkeypatch):
+    calls = recording_sampler(monkeypatch)
     video, latent = run(tmp_path, "long", "--frames", "25", "--window", "4", "--overlap", "2")
-    assert latent.shape[2] == 7 and len(frames_of(video)) == 25
+    assert latent.shape[2] == 7 and len(frames_of(video)) == 25 and torch.isfinite(latent).all()
+    # every step guided every window of the plan, both branches, in window order
+    windows = [(0, 4), (2, 6), (3, 7)]
+    for step in range(2):
+        seen = [(positive, span) for positive, s, span in calls if s == step]
+        assert [span for positive, span in seen if positive] == windows
+        assert [span for positive, span in seen if not positive] == windows
+    assert len(calls) == 2 * 2 * len(windows)
+    # and the windows shaped the result: one pass over the same 7 latent frames gives another latent
+    calls.clear()
+    _, whole = run(tmp_path, "whole", "--frames", "25", "--window", "7", "--overlap", "2")
+    assert {span for _, _, span in calls} == {None}
+    assert whole.shape == latent.shape and not torch.allclose(whole, latent, atol=1e-3)
 
 
 def test_bad_frame_count_names_the_nearest_valid_ones(tmp_path, capsys):
@@ -61,7 +96,7 @@ def test_bad_frame_count_names_the_nearest_valid_ones(tmp_path, capsys):
 
 
 def test_real_mode_without_embeddings_says_what_is_missing(tmp_path, capsys):
-    from poseanimate.models.tiny_files import write_tiny_model_files
+    from poseanimate.tiny_models.model_files import write_tiny_model_files
     write_tiny_model_files(tmp_path / "models")
     assert animate.main(["--models", str(tmp_path / "models"), "--out", str(tmp_path / "y.mp4"),
                          "--frames", "5", "--width", "32", "--height", "48"]) == 2

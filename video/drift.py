@@ -48,7 +48,8 @@ from typing import Sequence, Union
 import torch
 
 from ..errors import InputError
-from ..sampling.windows import WindowPlan, latent_frames, plan_windows
+from ..models.wan.latent_space import latent_frames, pixel_frames
+from ..sampling.windows import WindowPlan, plan_windows
 from .lab import lab_to_srgb, srgb_to_lab
 from .similarity import downscale, gradient_histogram, histogram_correlation, ssim
 
@@ -95,7 +96,7 @@ class DriftResult:
 # ---------------------------------------------------------------- windows in pixel frames
 def decoded_spans(plan: WindowPlan) -> list[tuple[int, int]]:
     """Each window's frames in the decoded video: ``[max(0, 4s - 3), 4(e - 1) + 1)``."""
-    return [(max(0, 4 * w.start - 3), 4 * (w.end - 1) + 1) for w in plan]
+    return [(max(0, 4 * w.start - 3), pixel_frames(w.end)) for w in plan]
 
 
 def crossfade_weights(spans: Sequence[tuple[int, int]], frames: int) -> torch.Tensor:
@@ -118,7 +119,7 @@ def crossfade_weights(spans: Sequence[tuple[int, int]], frames: int) -> torch.Te
 
 def _spans(windows: Spans, frames: int) -> list[tuple[int, int]]:
     if isinstance(windows, WindowPlan):
-        expected = 4 * (windows.total - 1) + 1
+        expected = pixel_frames(windows.total)
         if frames != expected:
             raise InputError("images", f"has {frames} frames, but the window plan covers {windows.total} latent "
                                        f"frames, which decode to {expected}",

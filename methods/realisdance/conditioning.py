@@ -47,7 +47,7 @@ from ...models.wan.rope import shifted_grid_positions
 from ...sampling.schedulers import Scheduler, make_scheduler
 from ...sampling.wan_denoiser import WanCond
 from ...sampling.windows import Window, slice_frames
-from ..base import VideoGeometry, branch_frames
+from ...sampling.conditioning import VideoGeometry, branch_frames
 from .layers import RealisDanceLayers, RopeShifts
 
 __all__ = ["RealisDanceConditioning", "build_realisdance_conditioning", "grey_video", "realisdance_scheduler",

@@ -42,10 +42,10 @@ import torch
 
 from ...errors import InputError
 from ...models.wan.dit import DiTExtensions
-from ...models.wan.latent_space import LATENT_CHANNELS
+from ...models.wan.latent_space import LATENT_CHANNELS, latent_frames, pixel_frames
 from ...sampling.wan_denoiser import WanCond
 from ...sampling.windows import Window, slice_frames
-from ..base import VideoGeometry, branch_frames
+from ...sampling.conditioning import VideoGeometry, branch_frames
 from ..images import fit_image
 from .encoders import REF_STRIDE, SPATIAL_STRIDE, UniAnimateEncoders
 
@@ -151,7 +151,7 @@ def build_unianimate_conditioning(encoders: UniAnimateEncoders, ref_latent_y: to
     latent = _check_latent(ref_latent_y)
     _, _, available, h, w = latent.shape
     frames = _check_frames(frames, available)
-    latent_count = 1 + (frames - 1) // 4
+    latent_count = latent_frames(frames)
     geometry = VideoGeometry(frames=latent_count, height=h, width=w)
     height, width = h * REF_STRIDE, w * REF_STRIDE
     poses = _fit_pose_frames(pose_frames, frames, height, width)
@@ -189,7 +189,7 @@ def _check_latent(latent: torch.Tensor) -> torch.Tensor:
 
 
 def _check_frames(frames: int | None, available: int) -> int:
-    most = 4 * (available - 1) + 1
+    most = pixel_frames(available)
     if frames is None:
         return most
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:

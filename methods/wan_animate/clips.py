@@ -1,8 +1,8 @@
 """Wan2.2-Animate clip by clip: each clip's inputs, and its image condition ``y``.
 
-A long video is sampled as clips of 77 frames (``sampling/windows.py``:
-:func:`~...sampling.windows.plan_clips` pads the inputs by ping-pong to whole
-clips; :func:`~...sampling.windows.assemble_clips` joins the outputs). Each
+A long video is sampled as clips of 77 frames (``methods/wan_animate/plan.py``:
+:func:`~.plan.plan_clips` pads the inputs by ping-pong to whole
+clips; :func:`~.plan.assemble_clips` joins the outputs). Each
 clip after the first starts on the last ``refert_num`` (1 or 5) frames the
 previous clip *decoded*, so clips run one after another:
 
@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
-from ...models.wan.latent_space import LATENT_CHANNELS
+from ...models.wan.latent_space import LATENT_CHANNELS, latent_frames
 from ...pose.keypoints import FACE, FACE_LANDMARKS, PoseFrame
-from ...sampling.windows import ANIMATE_REFERT_NUMS, Clip, ClipPlan, latent_frames, pingpong_indices
+from .plan import ANIMATE_REFERT_NUMS, Clip, ClipPlan, pingpong_indices
 
 log = logging.getLogger(__name__)
 

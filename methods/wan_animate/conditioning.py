@@ -42,7 +42,7 @@ from ...models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
 from ...models.wan.latent_space import LATENT_CHANNELS
 from ...sampling.wan_denoiser import WanCond
 from ...sampling.windows import Window
-from ..base import VideoGeometry
+from ...sampling.conditioning import VideoGeometry
 from .face import FaceBlock, face_frames_after
 from .modules import AnimateModules
 

@@ -28,7 +28,7 @@ import torch
 
 from ...errors import InputError
 from ...pose.keypoints import PoseFrame
-from ...sampling.windows import ANIMATE_CLIP_LEN, ClipPlan, plan_clips
+from .plan import ANIMATE_CLIP_LEN, ClipPlan, plan_clips
 from ..images import fit_image
 from .clips import face_presence, fill_missing_faces
 from .conditioning import DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS

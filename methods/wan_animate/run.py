@@ -18,7 +18,7 @@ import torch
 
 from ...sampling.schedulers import Scheduler, make_scheduler
 from ...sampling.video import sample_video
-from ...sampling.windows import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
+from .plan import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
 from .conditioning import build_animate_conditioning
 from .clips import AnimateClips, build_clip_y, drop_reference_frame
 from .modules import AnimateModules

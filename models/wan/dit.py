@@ -14,12 +14,23 @@ RealisDance, Wan-Animate) never fork this file; they fill a
 
 ``forward(..., on_block=...)`` is called before each block, so a sampler can
 check for interruption every block.
+
+How the block stack runs is decided by one **block runner** per forward
+(:data:`BlockRunner`, ``runner(stack, tokens) -> tokens``): the forward
+embeds the video, adds the ``added_tokens``, appends the ``extra_tokens`` and
+builds a :class:`BlockStack` (the blocks with their time modulation, RoPE,
+text and image context, adapters and ``on_block``); the runner turns the
+stack's input tokens into its output tokens; the forward drops the extra
+tokens and applies the head. :func:`plain_blocks` (the default) runs every
+block in order. A step cache returns ``tokens + cached residual`` instead;
+streaming or sharded runners call :meth:`BlockStack.run_block` their own way.
+Accelerators and parallelism live behind this hook, never inside the blocks.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -71,6 +82,59 @@ class DiTExtensions:
     block_adapters: dict[int, list[BlockAdapter]] = field(default_factory=dict)
 
 
+@dataclass
+class BlockStack:
+    """The block stack of one forward, ready to run: the blocks and everything they read.
+
+    ``tokens`` handed to a runner are ``[B, n_video + extra, dim]`` float32 (video
+    tokens with the added tokens, then the extra tokens); a runner returns the
+    same shape. :meth:`run_block` runs one block with ``on_block`` before it and
+    the block's adapters after it; :meth:`run` runs a range of blocks in order.
+    """
+
+    blocks: nn.ModuleList
+    time: TimeModulation
+    rope: RopeRotation
+    text: torch.Tensor
+    image: torch.Tensor | None
+    attention: Attention
+    compute_dtype: torch.dtype
+    grid: tuple[int, int, int]
+    n_video: int
+    adapters: dict[int, list[BlockAdapter]]
+    on_block: Callable[[int], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def run_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        if self.on_block is not None:
+            self.on_block(index)
+        tokens = self.blocks[index](tokens, self.time, self.rope, self.text, self.image, self.attention,
+                                    self.compute_dtype)
+        for adapter in self.adapters.get(index, ()):
+            tokens = adapter(tokens, AdapterContext(index, self.grid, self.n_video, self.compute_dtype))
+        return tokens
+
+    def run(self, tokens: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Blocks ``start .. stop - 1`` (all by default), in order."""
+        for index in range(start, len(self.blocks) if stop is None else stop):
+            tokens = self.run_block(index, tokens)
+        return tokens
+
+
+class BlockRunner(Protocol):
+    """Decides how one forward's block stack runs: ``runner(stack, tokens) -> tokens``."""
+
+    def __call__(self, stack: BlockStack, tokens: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+def plain_blocks(stack: BlockStack, tokens: torch.Tensor) -> torch.Tensor:
+    """The default runner: every block in order, each with ``on_block`` before and its adapters after."""
+    return stack.run(tokens)
+
+
 def _default_compute_dtype(dtype: torch.dtype | None) -> torch.dtype:
     if dtype is None or dtype in _COMPUTE_DTYPES:
         return dtype or torch.float32
@@ -86,6 +150,7 @@ class WanDiT(nn.Module):
         self.config = config
         self.compute_dtype = _default_compute_dtype(dtype)
         self.attention = Attention()
+        self.block_runner: BlockRunner = plain_blocks
         ops, dim = operations, config.dim
         self.patch_embedding = ops.Conv3d(config.in_dim, dim, kernel_size=config.patch_size,
                                           stride=config.patch_size, device=device, dtype=dtype)
@@ -105,17 +170,22 @@ class WanDiT(nn.Module):
         """Choose the attention kernel (``sdpa``, ``flash_attn``, ``sageattention``) and query chunking."""
         self.attention = Attention(backend, chunk_size)
 
+    def set_block_runner(self, runner: BlockRunner | None = None) -> None:
+        """How every later forward runs the block stack (see :data:`BlockRunner`); None: :func:`plain_blocks`."""
+        self.block_runner = runner if runner is not None else plain_blocks
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, clip_fea: torch.Tensor | None = None,
                 y: torch.Tensor | None = None, ext: DiTExtensions | None = None,
-                on_block: Callable[[int], None] | None = None) -> torch.Tensor:
+                on_block: Callable[[int], None] | None = None, runner: BlockRunner | None = None) -> torch.Tensor:
         """Predict the flow for latents ``x`` ``[B, C, F, H, W]``; returns float32 ``[B, out_dim, F, H, W]``.
 
         ``t``: ``[B]`` or per video token ``[B, F*H*W / patch]``; ``context``: text
         embeddings ``[B, Lt <= 512, text_dim]`` (zero-padded to 512 inside);
         ``clip_fea``: ``[B, 257, 1280]`` (FLF2V ``[B, 514, 1280]``) for models
         with a CLIP branch; ``y``: the I2V conditioning latent, concatenated to
-        ``x`` on channels.
+        ``x`` on channels. ``runner`` runs the block stack for this call (default:
+        the model's :attr:`block_runner`, :func:`plain_blocks` unless set).
         """
         ext = ext or DiTExtensions()
         cdt = self.compute_dtype
@@ -140,12 +210,9 @@ class WanDiT(nn.Module):
         time = self._time_modulation(t, extras, n_video, tokens.device)
         text = self._embed_text(context.to(tokens.device)).expand(batch, -1, -1)
         image = self.img_emb(clip_fea.to(tokens.device, cdt)) if clip_fea is not None else None
-        for index, block in enumerate(self.blocks):
-            if on_block is not None:
-                on_block(index)
-            tokens = block(tokens, time, rope, text, image, self.attention, cdt)
-            for adapter in ext.block_adapters.get(index, ()):
-                tokens = adapter(tokens, AdapterContext(index, grid, n_video, cdt))
+        stack = BlockStack(self.blocks, time, rope, text, image, self.attention, cdt, grid, n_video,
+                           ext.block_adapters, on_block)
+        tokens = (runner if runner is not None else self.block_runner)(stack, tokens)
         out = self.head(tokens[:, :n_video], time.select(n_video), cdt)
         return self.unpatchify(out, grid)
 

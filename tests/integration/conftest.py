@@ -312,7 +312,7 @@ _REFERENCE_PNG = textwrap.dedent("""
 def method_server(comfy, host_paths):
     """The server with everything the method workflows load: tiny models under the real names, the pose
     models, a driving video and a reference image in input/."""
-    from poseanimate.models.tiny_files import write_tiny_model_files
+    from poseanimate.tiny_models.model_files import write_tiny_model_files
     write_tiny_model_files(comfy.models_dir, text_dim=4096, clip_dim=1280)
     inputs = _pose_inputs()
     inputs.write_pose_models(comfy.models_dir)

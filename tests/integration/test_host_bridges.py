@@ -16,7 +16,7 @@ _PROBE = """
     import nodes as host_nodes
     from poseanimate.host_types import HostVAE
     from poseanimate.methods.unianimate import build_unianimate_conditioning
-    from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE
+    from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE
     from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader
     from poseanimate.nodes.unianimate_nodes import GRAY, PoseAnimateUniAnimateConditioning, PoseAnimateUniAnimateLoader
     from poseanimate.nodes.vae_nodes import PoseAnimateVAEDecode, PoseAnimateVAELoader
@@ -69,7 +69,7 @@ _PROBE = """
 
 
 def test_host_objects_give_the_core_tensors(host_probe, comfy_base):
-    from poseanimate.models.tiny_files import VAE_FILE, vae_state_dict, write_tiny_model_files
+    from poseanimate.tiny_models.model_files import VAE_FILE, vae_state_dict, write_tiny_model_files
     models = comfy_base / "models"
     write_tiny_model_files(models, text_dim=4096, clip_dim=1280)
     # the host's VAELoader builds the real-size Wan 2.1 VAE whatever the file holds: write one of that size

@@ -31,7 +31,7 @@ _PROBE = """
 
 
 def test_dit_and_lora_nodes_use_the_hosts_model_management(host_probe, comfy_base):
-    from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict
+    from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict
     models = comfy_base / "models"
     (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
     (models / "loras").mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ FP8_HOST_TOLERANCE = 1e-5  # measured 4.1e-7 (first generation, 0.3.64); each ru
 def test_scaled_fp8_file_keeps_fp8_weights_in_the_host(generation, host_probe, comfy_base):
     """Both generations of Comfy-Org fp8-scaled repacks stay fp8 inside every host: through its scaled-fp8
     layers (0.3.x) or its per-layer quantization layers (0.8+), and compute what the dequantized model does."""
-    from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict
+    from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict
     folder = comfy_base / "models" / "diffusion_models"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"wan2.1_i2v_480p_14B_fp8_scaled_{generation}.safetensors"

@@ -114,7 +114,7 @@ _PROBE = textwrap.dedent("""
         except InputError as e:
             out[name] = str(e)
 
-    from poseanimate.models.tiny import tiny_wan_state_dict
+    from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
     from poseanimate.models.wan.config import infer_config
     from poseanimate.models.wan.dit import WanDiT
     state = tiny_wan_state_dict("i2v", seed=1)

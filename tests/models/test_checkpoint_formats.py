@@ -16,7 +16,7 @@ from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit, resolve_checkpoint  # noqa: E402
 from poseanimate.models.checkpoint.wan_keys import (diffusers_key_to_official, official_key_to_diffusers,  # noqa: E402
                                                     to_official_keys)
-from poseanimate.models.tiny import (quantize_scaled_fp8, save_comfy_single_file, tiny_wan_state_dict,  # noqa: E402
+from poseanimate.tiny_models.wan_dit import (quantize_scaled_fp8, save_comfy_single_file, tiny_wan_state_dict,  # noqa: E402
                                      wan_official_shapes)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wan_key_map.json"

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from poseanimate.errors import InputError
 from poseanimate.models.checkpoint.wan_keys import official_module_to_diffusers
 from poseanimate.models.lora import load_lora, merge_loras, parse_lora, read_lora_file
-from poseanimate.models.tiny import tiny_wan_state_dict
+from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
 from poseanimate.models.wan.config import infer_config
 from poseanimate.models.wan.dit import WanDiT
 

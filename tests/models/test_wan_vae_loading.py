@@ -23,7 +23,7 @@ import tiny_wan_vae as tiny  # noqa: E402
 from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import infer_vae_config, load_wan_vae  # noqa: E402
 from poseanimate.models.ops import CastOps  # noqa: E402
-from poseanimate.models.tiny import tiny_wan_state_dict  # noqa: E402
+from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict  # noqa: E402
 from poseanimate.models.wan.latent_space import to_vae_space  # noqa: E402
 from poseanimate.models.wan.vae import WanVAE, WanVAEConfig  # noqa: E402
 

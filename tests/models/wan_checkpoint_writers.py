@@ -2,7 +2,7 @@
 
 Test helpers only: the official sharded folder with its index, and the
 diffusers folder (``transformer/config.json`` + weights under diffusers names).
-Single Comfy-style files come from ``poseanimate.models.tiny``.
+Single Comfy-style files come from ``poseanimate.tiny_models.wan_dit``.
 """
 from __future__ import annotations
 

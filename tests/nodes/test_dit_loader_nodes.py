@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from poseanimate import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY
 from poseanimate.errors import InputError
-from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict
+from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict
 from poseanimate.nodes.dit_loaders import DiTHandle, PoseAnimateDiTLoader, PoseAnimateLoRA
 
 DIT = "wan2.1_i2v_480p_14B_fp16.safetensors"

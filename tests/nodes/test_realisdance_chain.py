@@ -5,7 +5,7 @@ import torch
 
 from poseanimate.errors import InputError
 from poseanimate.methods.realisdance import RopeShifts
-from poseanimate.models.tiny_files import REALISDANCE_FILE, VAE_FILE, write_tiny_model_files
+from poseanimate.tiny_models.model_files import REALISDANCE_FILE, VAE_FILE, write_tiny_model_files
 from poseanimate.nodes.realisdance_nodes import (PoseAnimateRealisDanceConditioning, PoseAnimateRealisDanceLoader,
                                                  PoseAnimateRealisDanceReference)
 from poseanimate.nodes.sampler_nodes import PoseAnimateSampler

@@ -14,7 +14,7 @@ import torch
 
 from poseanimate import host
 from poseanimate.errors import InputError
-from poseanimate.models.tiny_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files
+from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files
 from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader
 from poseanimate.nodes.sampler_nodes import PoseAnimateSampler
 from poseanimate.nodes.unianimate_nodes import PoseAnimateUniAnimateConditioning, PoseAnimateUniAnimateLoader

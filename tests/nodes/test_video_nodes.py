@@ -24,7 +24,7 @@ def test_color_match_refuses_a_cut_video():
 
 
 def test_color_match_over_animate_clips_uses_the_clip_spans():
-    from poseanimate.sampling.windows import plan_clips
+    from poseanimate.methods.wan_animate.plan import plan_clips
     from poseanimate.video.drift import correct_drift
     g = torch.Generator().manual_seed(1)
     reference = torch.rand(1, 16, 16, 3, generator=g)

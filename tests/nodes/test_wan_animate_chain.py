@@ -8,7 +8,7 @@ from poseanimate import host
 from poseanimate.errors import InputError
 from poseanimate.methods.wan_animate import run as wan_animate_run
 from poseanimate.methods.wan_animate.clips import build_clip_y
-from poseanimate.models.tiny_files import ANIMATE_FILE, RELIGHT_FILE, VAE_FILE, write_tiny_model_files
+from poseanimate.tiny_models.model_files import ANIMATE_FILE, RELIGHT_FILE, VAE_FILE, write_tiny_model_files
 from poseanimate.nodes.vae_nodes import PoseAnimateVAELoader
 from poseanimate.nodes.wan_animate_nodes import (PoseAnimatePoseMask, PoseAnimateRelightLoRA, PoseAnimateWanAnimate,
                                                  PoseAnimateWanAnimateLoader)

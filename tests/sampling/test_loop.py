@@ -1,4 +1,6 @@
-"""The sampling loop: seeds, guidance passes, progress, interruption."""
+"""The sampling loop: seeds, guidance passes, progress, interruption.
+
+The loop integrates a plain ``(x, timestep, step) -> velocity`` callable; ``Guidance.bind`` makes one."""
 import pytest
 import torch
 
@@ -32,7 +34,7 @@ def run(seed, scheduler="unipc", steps=6, guidance=None, **kwargs):
     guidance = guidance or Guidance(positive=torch.tensor(0.5), negative=torch.tensor(-0.2), scale=4.0)
     kwargs.setdefault("check_interrupt", no_interrupt)
     kwargs.setdefault("progress", lambda done, total: None)
-    return sample(ToyDenoiser(), noise, make_scheduler(scheduler, steps, 5.0), guidance, **kwargs)
+    return sample(guidance.bind(ToyDenoiser()), noise, make_scheduler(scheduler, steps, 5.0), **kwargs)
 
 
 def test_make_noise_is_the_cpu_generators_and_moves():
@@ -72,12 +74,12 @@ def test_guidance_passes_and_mix():
 def test_scale_one_skips_the_negative_pass():
     model = ToyDenoiser()
     sched = make_scheduler("dpm++", 5, 5.0)
-    sample(model, make_noise(SHAPE, 0), sched, Guidance(POS, NEG, 1.0),
+    sample(Guidance(POS, NEG, 1.0).bind(model), make_noise(SHAPE, 0), sched,
            progress=lambda d, t: None, check_interrupt=no_interrupt)
     assert [c for c, _ in model.calls] == [POS] * 5
 
     model = ToyDenoiser()
-    sample(model, make_noise(SHAPE, 0), sched, Guidance(POS, NEG, 2.5),
+    sample(Guidance(POS, NEG, 2.5).bind(model), make_noise(SHAPE, 0), sched,
            progress=lambda d, t: None, check_interrupt=no_interrupt)
     assert [c for c, _ in model.calls] == [POS, NEG] * 5
 
@@ -85,8 +87,8 @@ def test_scale_one_skips_the_negative_pass():
 def test_scale_can_change_per_step():
     model = ToyDenoiser()
     scale = lambda step, t: 1.0 if step >= 2 else 5.0  # noqa: E731  (e.g. a CFG that stops early)
-    sample(model, make_noise(SHAPE, 0), make_scheduler("euler", 4, 5.0),
-           Guidance(POS, NEG, scale), progress=lambda d, t: None, check_interrupt=no_interrupt)
+    sample(Guidance(POS, NEG, scale).bind(model), make_noise(SHAPE, 0), make_scheduler("euler", 4, 5.0),
+           progress=lambda d, t: None, check_interrupt=no_interrupt)
     assert [c for c, _ in model.calls] == [POS, NEG, POS, NEG, POS, POS]
 
 
@@ -94,7 +96,7 @@ def test_model_sees_the_schedules_timesteps_per_batch_item():
     model = ToyDenoiser()
     sched = make_scheduler("unipc", 4, 5.0)
     noise = make_noise((2, 1, 1, 2, 2), 0)
-    sample(model, noise, sched, Guidance(torch.tensor(0.5)), progress=lambda d, t: None,
+    sample(Guidance(torch.tensor(0.5)).bind(model), noise, sched, progress=lambda d, t: None,
            check_interrupt=no_interrupt)
     seen = torch.stack([t for _, t in model.calls])
     assert seen.dtype == torch.int64 and seen.shape == (4, 2)
@@ -129,12 +131,12 @@ def test_interruption_stops_before_the_next_model_call_and_leaves_nothing_behind
     guidance = Guidance(torch.tensor(0.5), torch.tensor(-0.2), 4.0)
     reports = []
     with pytest.raises(Stop):
-        sample(model, noise, sched, guidance, progress=lambda d, t: reports.append(d),
+        sample(guidance.bind(model), noise, sched, progress=lambda d, t: reports.append(d),
                check_interrupt=interrupt_at_third_step)
     assert len(model.calls) == 4 and reports == [1, 2]  # two full steps (2 passes each), then stop
     assert torch.equal(noise, noise_before)
     # the same scheduler and noise afterwards give exactly an uninterrupted run
-    again = sample(ToyDenoiser(), noise, sched, guidance, progress=lambda d, t: None, check_interrupt=no_interrupt)
+    again = sample(guidance.bind(ToyDenoiser()), noise, sched, progress=lambda d, t: None, check_interrupt=no_interrupt)
     assert torch.equal(again, run(5, steps=6))
 
 
@@ -142,6 +144,23 @@ def test_defaults_use_the_host_seam():
     """Outside ComfyUI: host.request_interrupt stops the loop, and the flag is cleared after."""
     host.request_interrupt()
     with pytest.raises(host.Interrupted):
-        sample(ToyDenoiser(), make_noise(SHAPE, 0), make_scheduler("euler", 3, 5.0), Guidance(torch.tensor(0.5)))
-    out = sample(ToyDenoiser(), make_noise(SHAPE, 0), make_scheduler("euler", 3, 5.0), Guidance(torch.tensor(0.5)))
+        sample(Guidance(torch.tensor(0.5)).bind(ToyDenoiser()), make_noise(SHAPE, 0), make_scheduler("euler", 3, 5.0))
+    out = sample(Guidance(torch.tensor(0.5)).bind(ToyDenoiser()), make_noise(SHAPE, 0), make_scheduler("euler", 3, 5.0))
     assert torch.isfinite(out).all()
+
+
+def test_loop_takes_any_velocity_callable():
+    """No guidance object needed: the loop calls ``(x, timestep, step)`` once per step, in order."""
+    seen = []
+
+    def velocity(x, timestep, step):
+        seen.append((step, int(timestep[0])))
+        return 0.5 * x
+
+    sched = make_scheduler("euler", 4, 5.0)
+    out = sample(velocity, make_noise(SHAPE, 0), sched, progress=lambda d, t: None, check_interrupt=no_interrupt)
+    assert seen == [(i, int(t)) for i, t in enumerate(sched.schedule.timesteps)]
+    x = make_noise(SHAPE, 0)
+    for i in range(4):  # Euler by hand: x += (sigma_next - sigma) * v
+        x = x + (float(sched.schedule.sigmas[i + 1]) - float(sched.schedule.sigmas[i])) * (0.5 * x)
+    torch.testing.assert_close(out, x)

@@ -1,4 +1,4 @@
-"""Window planning and blending, condition slicing, and Wan2.2-Animate clip chaining.
+"""Window planning and blending, and condition slicing (Wan2.2-Animate's clips: tests/methods/wan_animate/test_plan.py).
 
 Parity fixtures come from tests/fixtures/make_window_plan_parity.py, which runs
 the references' own code (UniAnimate-DiT's long-video ``__call__``, ComfyUI's
@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from poseanimate.errors import InputError
+from poseanimate.models.wan.latent_space import is_frame_count, latent_frames, nearest_frame_counts, pixel_frames
 from poseanimate.sampling import windows as W
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "window_plan_parity.safetensors"
@@ -35,12 +36,16 @@ def spans(plan):
 
 # ---------------------------------------------------------------- frame counts
 def test_frame_counts():
-    assert [W.latent_frames(p) for p in (1, 2, 4, 5, 6, 81, 84, 85)] == [1, 1, 1, 2, 2, 21, 21, 22]
-    assert [W.pixel_frames(t) for t in (1, 2, 21, 22)] == [1, 5, 81, 85]
-    assert W.round_pixel_frames(81) == (81, None)
-    rounded = {p: W.round_pixel_frames(p)[0] for p in (1, 2, 3, 4, 5, 82, 83, 84)}
-    assert rounded == {1: 1, 2: 1, 3: 1, 4: 5, 5: 5, 82: 81, 83: 81, 84: 85}  # nearest, ties down
-    assert "4k+1" in W.round_pixel_frames(83, "window")[1] and "window" in W.round_pixel_frames(83, "window")[1]
+    assert [latent_frames(p) for p in (1, 2, 4, 5, 6, 81, 84, 85)] == [1, 1, 1, 2, 2, 21, 21, 22]
+    assert [pixel_frames(t) for t in (1, 2, 21, 22)] == [1, 5, 81, 85]
+    assert [is_frame_count(p) for p in (0, 1, 2, 5, 80, 81)] == [False, True, False, True, False, True]
+    assert [nearest_frame_counts(p) for p in (0, 1, 2, 4, 5, 82, 84)] == [(0, 1), (1, 1), (1, 5), (1, 5), (5, 5),
+                                                                           (81, 85), (81, 85)]
+    with pytest.raises(InputError, match="pixel frames"):
+        latent_frames(0)
+    with pytest.raises(InputError, match="latent frames"):
+        pixel_frames(0)
+    assert W.Window(1, 17, 38).frames("pixel") == (68, 149) == (4 * 17, pixel_frames(38))
 
 
 # ---------------------------------------------------------------- planning
@@ -124,8 +129,7 @@ def test_windowed_per_frame_denoiser_is_exact(blending, total, window, overlap, 
     assert seen == list(plan)
     torch.testing.assert_close(prediction, per_frame(state), rtol=1e-6, atol=1e-6)
     assert W.real_frames(prediction, plan).shape == x.shape
-    blended = W.blend([per_frame(W.window_input(state, plan, w, blending)) for w in plan], plan, blending)
-    torch.testing.assert_close(blended, per_frame(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(W.real_frames(prediction, plan), per_frame(x), rtol=1e-6, atol=1e-6)
 
 
 def test_private_frames_layout():
@@ -141,13 +145,13 @@ def test_private_frames_layout():
     assert W.add_private_frames(x, plan, "uniform") is x
 
 
-def test_windowed_denoiser_slices_conditions_and_checks_interrupt():
-    """The Denoiser-shaped wrapper: conditions cut per window, interrupt checked per window."""
+def test_denoise_windowed_with_conditions_cut_per_window_and_interrupt_checks():
+    """Conditions cut per window with slice_frames (latent and pixel units), interrupt checked per window."""
     plan = W.plan_windows(40, 12, 4)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 2, 40, 2, 2, generator=g)
     pose = torch.randn(1, 2, 40, 2, 2, generator=g)  # latent-frame condition
-    face = torch.randn(W.pixel_frames(40), 5, generator=g)  # pixel-frame condition
+    face = torch.randn(pixel_frames(40), 5, generator=g)  # pixel-frame condition
     face_per_latent = torch.stack([face[0]] + [face[4 * t - 3:4 * t + 1].sum(0) for t in range(1, 40)])
 
     def model(latent, timestep, cond):
@@ -161,8 +165,9 @@ def test_windowed_denoiser_slices_conditions_and_checks_interrupt():
                 "face": W.slice_frames(cond["face"], window, dim=0, unit="pixel")}
 
     checks = []
-    run = W.windowed_denoiser(model, plan, "pyramid", cut, check_interrupt=lambda: checks.append(1))
-    out = run(x, torch.tensor(0.5), {"pose": pose, "face": face})
+    cond = {"pose": pose, "face": face}
+    out = W.denoise_windowed(lambda latent, window: model(latent, torch.tensor(0.5), cut(cond, window)), x, plan,
+                             "pyramid", check_interrupt=lambda: checks.append(1))
     # Whole-video value, corrected where a window differs: each window is a clip of its own, so its
     # first latent frame is the one pixel frame 4 * start, not the four frames the video groups there.
     whole = x * 0.5 + pose + face_per_latent.sum(1).view(1, 1, -1, 1, 1)
@@ -183,7 +188,7 @@ def test_slice_frames():
     window = W.plan_windows(38, 21, 4)[1]  # latent 17..37
     latents = torch.arange(38).view(1, 1, 38)
     assert W.slice_frames(latents, window, dim=2).flatten().tolist() == list(range(17, 38))
-    pixels = torch.arange(W.pixel_frames(38))
+    pixels = torch.arange(pixel_frames(38))
     assert W.slice_frames(pixels, window, unit="pixel").tolist() == list(range(68, 149))
     assert W.slice_frames(list(range(149)), window, unit="pixel") == list(range(68, 149))
     tokens = torch.arange(38 * 6).view(1, 38 * 6, 1)  # [B, T * h * w, C], h * w = 6
@@ -217,7 +222,7 @@ def uni_pose_embed(codes: torch.Tensor) -> torch.Tensor:
 def test_unianimate_long_video_parity(fixture, length):
     tensors, meta = fixture
     key = f"uni.{length}"
-    plan = W.plan_windows(length, W.UNIANIMATE_WINDOW, W.UNIANIMATE_OVERLAP)
+    plan = W.plan_windows(length, W.DEFAULT_WINDOW, W.DEFAULT_OVERLAP)
     recorded = tensors[f"{key}.windows"]
     assert [list(range(w.start, w.end)) for w in plan] == recorded.tolist()
 
@@ -279,52 +284,6 @@ def test_comfy_context_windows_parity(fixture):
     assert worst < 1e-6, worst
 
 
-# ---------------------------------------------------------------- (c) Wan2.2-Animate clips
-def test_animate_padded_length_and_pingpong(fixture):
-    _, meta = fixture
-    for key, values in meta["animate_valid_len"].items():
-        clip_len, refert = map(int, key.split(","))
-        assert [W.padded_length(n, clip_len, refert) for n in range(refert + 1, 400)] == values, key
-    for key, values in meta["animate_padding"].items():
-        n, target = map(int, key.split(","))
-        assert W.pingpong_indices(n, target) == values, key
-        assert W.pad_frames(list(range(n)), target) == values
-        assert W.pad_frames(torch.arange(n), target).tolist() == values
-
-
-def test_animate_clip_chaining_parity(fixture):
-    tensors, meta = fixture
-    for case in meta["animate"]:
-        plan = W.plan_clips(case["total"], case["clip_len"], case["refert_num"])
-        assert len(plan) == case["clips"], case
-        order = W.pingpong_indices(case["total"], plan.padded)
-        outputs = []
-        for clip in plan:  # what the fixture's stub VAE decodes: (input frame, clip, position)
-            k = torch.tensor(order[clip.start:clip.end], dtype=torch.float32)
-            outputs.append(torch.stack([k % 64, k.div(64, rounding_mode="floor") + 16 * clip.index,
-                                        torch.arange(clip.end - clip.start, dtype=torch.float32)]))
-        video = W.assemble_clips(outputs, plan, dim=1)
-        assert torch.equal(video, tensors[case["name"] + ".video"]), case
-        refert = tensors[case["name"] + ".refert"]  # [clips, 3, refert_num]
-        assert torch.equal(refert[0], torch.zeros_like(refert[0]))
-        for clip in plan.clips[1:]:
-            assert clip.reference == case["refert_num"] and clip.start == plan[clip.index - 1].end - clip.reference
-            previous = outputs[clip.index - 1]
-            assert torch.equal(refert[clip.index], previous[:, -clip.reference:]), case
-
-
-def test_plan_clips_examples():
-    plan = W.plan_clips(100)
-    assert plan.padded == 153 and [(c.start, c.end, c.reference) for c in plan] == [(0, 77, 0), (76, 153, 1)]
-    assert "100 frames padded to 153" in plan.notice
-    assert W.plan_clips(77).notice is None and len(W.plan_clips(77)) == 1
-    short = W.plan_clips(1, 77, 1)  # the reference makes no clip at all here
-    assert short.padded == 77 and len(short) == 1 and W.pingpong_indices(1, 4) == [0, 0, 0, 0]
-    outputs = [torch.full((77,), float(c.index)) for c in plan]
-    video = W.assemble_clips(outputs, plan)
-    assert video.shape == (100,) and video[:77].eq(0).all() and video[77:].eq(1).all()
-
-
 # ---------------------------------------------------------------- (d) bad input
 @pytest.mark.parametrize("call,pattern", [
     (lambda: W.plan_windows(30, 21, 21), r"window overlap.*21 is not smaller than the window length 21.*0 to 20"),
@@ -336,11 +295,6 @@ def test_plan_clips_examples():
     (lambda: W.plan_windows(30, 21, 4, "looped"), r"window mode.*'looped'.*static, batched"),
     (lambda: W.window_weights(W.plan_windows(30, 21, 4), W.Window(0, 0, 21), "gauss"), r"window blending.*gauss"),
     (lambda: W.check_blending(W.plan_windows(50, 21, 1), "unianimate"), r"window overlap.*at least 2"),
-    (lambda: W.latent_frames(0), r"pixel frames"),
-    (lambda: W.plan_clips(100, 76, 1), r"clip length.*76 is not of the form 4k\+1"),
-    (lambda: W.plan_clips(100, 77, 3), r"temporal reference frames.*1 or 5"),
-    (lambda: W.plan_clips(100, 5, 5), r"clip length.*not longer than the 5"),
-    (lambda: W.plan_clips(0), r"video length"),
 ])
 def test_bad_input(call, pattern):
     with pytest.raises(InputError, match=pattern):
@@ -352,3 +306,15 @@ def test_wrong_state_length_is_a_clear_error():
     with pytest.raises(ValueError, match="add_private_frames"):
         W.denoise_windowed(lambda latent, w: latent, torch.zeros(1, 1, 38, 1, 1), plan, "unianimate",
                            check_interrupt=NO_INTERRUPT)
+
+
+def test_blendings_are_a_registry():
+    assert W.WEIGHTINGS == tuple(W.BLENDINGS) == BLENDINGS
+    assert W.BLENDINGS["unianimate"].private_frames == 2
+    assert all(b.private_frames == 0 for name, b in W.BLENDINGS.items() if name != "unianimate")
+    plan = W.plan_windows(10, 5, 2)
+    for name in BLENDINGS:
+        weights = W.window_weights(plan, plan[1], name)
+        assert weights.shape == (5,) and weights.dtype == torch.float32
+    assert W.window_weights(plan, plan[1], "unianimate").tolist() == [0, 0, 1, 1, 1]
+    assert W.window_weights(plan, plan[1], "pyramid").tolist() == [1, 2, 3, 2, 1]

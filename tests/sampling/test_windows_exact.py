@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from poseanimate import host
 from poseanimate.errors import InputError
-from poseanimate.methods.base import VideoGeometry
+from poseanimate.sampling.conditioning import VideoGeometry
 from poseanimate.sampling.schedulers import make_scheduler
 from poseanimate.sampling.video import WindowSettings, progress_text, sample_video, window_count, window_plan
 from poseanimate.sampling.wan_denoiser import WanCond
@@ -58,6 +58,9 @@ class SlicedConditioning:
         self.calls.append((positive, step, None if window is None else (window.start, window.end)))
         y = self.y if window is None else slice_frames(self.y, window, dim=2)
         return WanCond(context=torch.full((1, 2, 8), 0.2 if positive else -0.1), y=y)
+
+    def clear_cache(self):
+        pass
 
 
 def quiet(**kw):

@@ -18,7 +18,7 @@ from poseanimate.methods.realisdance import RopeShifts, load_realisdance  # noqa
 from poseanimate.methods.realisdance import RealisDanceLayers  # noqa: E402
 from poseanimate.methods.realisdance.layers import LAYER_PREFIXES  # noqa: E402
 from poseanimate.models.checkpoint.wan_keys import to_official_keys  # noqa: E402
-from poseanimate.models.tiny import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
+from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict  # noqa: E402
 
 SWITCHES = ("shift_f", "shift_h", "shift_w")
 

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realisdance_fixture import load_fixture, relative_error, transformer_state, write_folder  # noqa: E402
 
-from poseanimate.methods.base import MethodConditioning  # noqa: E402
+from poseanimate.sampling.conditioning import MethodConditioning  # noqa: E402
 from poseanimate.methods.realisdance import (RopeShifts, build_realisdance_conditioning,  # noqa: E402
                                              load_realisdance, realisdance_scheduler, reference_grid,
                                              resize_reference_image)
@@ -122,8 +122,8 @@ def test_four_step_guided_run_matches_the_reference_pipeline(fx, model, denoiser
     assert torch.equal(scheduler.schedule.sigmas, t["sample/sigmas"])
     assert torch.equal(scheduler.schedule.timesteps, t["sample/timesteps"])
     guidance = Guidance(Branch(cond, True, steps), Branch(cond, False, steps), float(metadata["cfg"]))
-    out = sample(lambda x, timestep, branch: denoiser(x, timestep, branch.resolve(None)), t["sample/noise"],
-                 scheduler, guidance, progress=lambda *_: None, check_interrupt=lambda: None)
+    out = sample(guidance.bind(lambda x, timestep, branch: denoiser(x, timestep, branch.resolve(None))),
+                 t["sample/noise"], scheduler, progress=lambda *_: None, check_interrupt=lambda: None)
     err = relative_error(out, t["sample/final"])
     assert err < 1e-4, err
 

@@ -11,7 +11,7 @@ from poseanimate.errors import InputError
 from poseanimate.methods.unianimate import UniAnimateEncoders, load_unianimate
 from poseanimate.methods.unianimate.encoders import expected_shapes
 from poseanimate.models.lora import merge_loras
-from poseanimate.models.tiny import tiny_wan_state_dict, wan_official_shapes
+from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict, wan_official_shapes
 from poseanimate.models.wan.config import infer_config
 from poseanimate.models.wan.dit import WanDiT
 

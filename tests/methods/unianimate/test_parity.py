@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from poseanimate.methods.base import MethodConditioning
+from poseanimate.sampling.conditioning import MethodConditioning
 from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate
 from poseanimate.models.lora import merge_loras
 from poseanimate.models.wan.config import infer_config
@@ -23,9 +23,9 @@ from poseanimate.models.wan.dit import WanDiT
 from poseanimate.sampling.guidance import Guidance
 from poseanimate.sampling.loop import make_noise, sample
 from poseanimate.sampling.schedulers import make_scheduler
-from poseanimate.sampling.video import Branch, sample_video
+from poseanimate.sampling.video import Branch, sample_video, windowed_velocity
 from poseanimate.sampling.wan_denoiser import WanDenoiser
-from poseanimate.sampling.windows import add_private_frames, plan_windows, real_frames, windowed_denoiser
+from poseanimate.sampling.windows import add_private_frames, plan_windows, real_frames
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "unianimate_parity.safetensors"
 
@@ -143,10 +143,9 @@ def test_long_video_windows_match_the_reference_long_pipeline(fx, setup):
     state = add_private_frames(noise, plan, "unianimate", noise=draws[:, :, 2:])
     steps = int(metadata["steps"])
     denoiser = WanDenoiser(model, on_block=lambda _: None)
-    run = windowed_denoiser(denoiser, plan, "unianimate", cut_condition=lambda branch, w: branch.resolve(w),
-                            check_interrupt=lambda: None)
     guidance = Guidance(Branch(cond, True, steps), Branch(cond, False, steps), float(metadata["cfg"]))
-    out = sample(run, state, make_scheduler("euler", steps, float(metadata["shift"])), guidance,
+    run = windowed_velocity(denoiser, guidance, plan, "unianimate", check_interrupt=lambda: None)
+    out = sample(run, state, make_scheduler("euler", steps, float(metadata["shift"])),
                  progress=lambda *_: None, check_interrupt=lambda: None)
     err = relative_error(real_frames(out, plan), tensors["long/final"])
     assert err < 1e-4, err

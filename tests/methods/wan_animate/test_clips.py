@@ -32,7 +32,8 @@ from poseanimate.methods.wan_animate.clips import (AnimateClips, build_clip_y, c
                                                    condition_video, drop_reference_frame, face_presence,
                                                    fill_missing_faces)
 from poseanimate.pose.keypoints import FACE, PoseFrame, empty_people  # noqa: E402
-from poseanimate.sampling.windows import Window, assemble_clips, plan_clips  # noqa: E402
+from poseanimate.methods.wan_animate.plan import assemble_clips, plan_clips  # noqa: E402
+from poseanimate.sampling.windows import Window  # noqa: E402
 
 FIXTURE = FIXTURES / "wan_animate_parity.safetensors"
 HEIGHT, WIDTH, FACE_PX, CLIP_LEN = 16, 8, 8, 77

@@ -27,7 +27,7 @@ from poseanimate.methods.wan_animate.motion import MotionEncoderConfig, blur_ker
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.models.ops import cast_weight  # noqa: E402
-from poseanimate.models.tiny import quantize_scaled_fp8, tiny_wan_state_dict  # noqa: E402
+from poseanimate.tiny_models.wan_dit import quantize_scaled_fp8, tiny_wan_state_dict  # noqa: E402
 
 MINI = AnimateConfig(dim=64, num_heads=1, adapters=1, face_in_dim=16, face_streams=2, face_width=8,
                      motion=MotionEncoderConfig(size=8, style_dim=16, motion_dim=4, widths=(8, 8)))

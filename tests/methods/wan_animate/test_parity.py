@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import wan_animate_tiny as tiny  # noqa: E402
 
-from poseanimate.methods.base import MethodConditioning  # noqa: E402
+from poseanimate.sampling.conditioning import MethodConditioning  # noqa: E402
 from poseanimate.methods.wan_animate import (AnimateConditioning, AnimateConfig, AnimateModules,  # noqa: E402
                                              build_animate_conditioning)
 from poseanimate.methods.wan_animate.modules import split_animate_tensors  # noqa: E402

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .tiny import save_comfy_single_file, tiny_wan_state_dict, wan_official_shapes
-from .wan.vae import WanVAE, WanVAEConfig
+from ..models.wan.vae import WanVAE, WanVAEConfig
+from .wan_dit import save_comfy_single_file, tiny_wan_state_dict, wan_official_shapes
 
 DIT_FILE = "wan2.1_i2v_480p_14B_fp16.safetensors"
 UNIANIMATE_FILE = "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"

@@ -1,11 +1,14 @@
-"""What every method hands the sampler.
+"""The conditioning contract: what every method hands the sampler.
 
 A method (UniAnimate-DiT, RealisDance-DiT, Wan2.2-Animate) turns its inputs
 into a :class:`MethodConditioning`: an object that can produce the Wan DiT's
-conditioning (:class:`~..sampling.wan_denoiser.WanCond`) for either branch of
+conditioning (:class:`~.wan_denoiser.WanCond`) for either branch of
 classifier-free guidance, at any step, for the whole video or for one window
-of it. The sampler (``sampling/video.py``) knows nothing else about methods,
-so a new method never touches the sampler or the DiT.
+of it, and that frees what it cached for a run when asked. The sampler
+(``sampling/video.py``) knows nothing else about methods, so a new method
+never touches the sampler or the DiT. The contract lives here, in
+``sampling/``, because the sampler is its consumer: methods import it,
+``sampling/`` never imports a method.
 
 Latents here are in the *model* space of the official Wan code (VAE output
 normalised by the per-channel mean and std). ComfyUI's LATENT holds the raw
@@ -16,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..models.wan.latent_space import LATENT_CHANNELS, pixel_frames
+from .wan_denoiser import WanCond
+from .windows import Window
 
-from ..sampling.wan_denoiser import WanCond
-from ..sampling.windows import Window
-from ..models.wan.latent_space import LATENT_CHANNELS
 
 @dataclass(frozen=True)
 class VideoGeometry:
@@ -36,7 +39,7 @@ class VideoGeometry:
 
     @property
     def pixel_frames(self) -> int:
-        return 4 * (self.frames - 1) + 1
+        return pixel_frames(self.frames)
 
 
 @runtime_checkable
@@ -51,6 +54,15 @@ class MethodConditioning(Protocol):
         ``window`` is None for a whole-video run; otherwise every time-indexed
         condition (pose tokens, pose latents, masks, face features) is cut to
         that window and the image condition is built for the window's length.
+        """
+        ...
+
+    def clear_cache(self) -> None:
+        """Free what :meth:`branch` cached for this run (pose tokens per window, face features).
+
+        The sampler node calls it after every run, finished or not, so nothing
+        per-run stays alive in the host's node-output cache; a later run builds
+        it again. A method with nothing cached does nothing.
         """
         ...
 

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import torch
 
-from .checkpoint.fp8 import QUANTIZATION_METADATA, layer_format_entry
+from ..models.checkpoint.fp8 import QUANTIZATION_METADATA, layer_format_entry
 
 KINDS = ("t2v", "i2v", "i2v_noclip", "flf2v")  # i2v: Wan 2.1 with CLIP; i2v_noclip: Wan 2.2 A14B
 COMFY_PREFIX = "model.diffusion_model."

@@ -1,0 +1,7 @@
+"""Tiny random-weight model writers, for tests, benchmarks and trying the workflows without the real weights.
+
+Not part of the core the nodes run: the networks are in ``models/``; this package writes files
+for them (and for the methods' extra weights) at tiny widths under the real keys and file names.
+``wan_dit.py``: a Wan DiT state dict at the official keys, Comfy-Org single files, scaled fp8;
+``model_files.py``: every model file the workflows load, under the README's file names.
+"""
