@@ -16,8 +16,8 @@ from typing import Any, Callable
 import torch
 
 from .errors import InputError
-from .host_contract import (FALLBACKS, FP8_MIXED_OPS, FP8_SCALED_OPS, LATENT_PREVIEWS, PROGRESS_TEXT, HostFeatures, probe,
-                            range_notice)
+from .host_contract import (FALLBACKS, FP8_MIXED_OPS, FP8_SCALED_OPS, LATENT_PREVIEWS, PROGRESS_TEXT, HostFeatures,
+                            probe, range_notice)
 
 log = logging.getLogger(__name__)
 

@@ -296,7 +296,8 @@ def main() -> int:
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise SystemExit(f"unknown kind(s) {bad}; choose from {KINDS}")
-    latents = [tuple(int(n) for n in s.lower().split("x")) for s in (args.latents or DEFAULT_LATENTS[args.preset]).split(",")]
+    latent_list = (args.latents or DEFAULT_LATENTS[args.preset]).split(",")
+    latents = [tuple(int(n) for n in s.lower().split("x")) for s in latent_list]
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     print(f"# {time.strftime('%Y-%m-%d')} | {device_name} | torch {torch.__version__} | "
@@ -314,8 +315,9 @@ def main() -> int:
         for latent in latents:
             case = Case(kind, latent)
             inputs = make_inputs(config, case, dtype, device)
-            builds = (lambda: build_ours(config, inputs, args, dtype, device, comfy_ops),
-                      lambda: build_comfy(config, inputs, args, dtype, device, comfy_wan, comfy_ops))
+            builds = (lambda config=config, inputs=inputs: build_ours(config, inputs, args, dtype, device, comfy_ops),
+                      lambda config=config, inputs=inputs: build_comfy(config, inputs, args, dtype, device, comfy_wan,
+                                                                       comfy_ops))
             if device.type == "cuda":  # one model on the GPU at a time, each with its own peak memory
                 ours, theirs = (measure_alone(b, device, args.warmup, args.runs) for b in builds)
             else:

@@ -15,8 +15,9 @@ import torch
 from .. import host
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
-from ..methods.realisdance import (RealisDanceConditioning, RealisDanceLayers, RopeShifts, build_realisdance_conditioning,
-                                   grey_video, load_realisdance, reference_grid, resize_reference_image)
+from ..methods.realisdance import (RealisDanceConditioning, RealisDanceLayers, RopeShifts,
+                                   build_realisdance_conditioning, grey_video, load_realisdance, reference_grid,
+                                   resize_reference_image)
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options

@@ -24,7 +24,8 @@ def test_interrupt_raises_once_at_the_next_check():
 def test_progress_reports_to_callback():
     seen = []
     p = host.Progress(3, callback=lambda c, t: seen.append((c, t)))
-    p.update(); p.update(5)
+    p.update()
+    p.update(5)
     assert seen == [(1, 3), (3, 3)]
 
 

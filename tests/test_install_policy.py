@@ -35,8 +35,8 @@ def test_only_the_missing_family_is_installed(monkeypatch):
 
 
 def test_requirements_never_name_torch_opencv_or_onnxruntime():
-    lines = [l.split("#")[0].strip().lower() for l in
+    lines = [line.split("#")[0].strip().lower() for line in
              (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines()]
-    names = {l.split("=")[0].split(">")[0].split("<")[0].strip() for l in lines if l}
+    names = {line.split("=")[0].split(">")[0].split("<")[0].strip() for line in lines if line}
     assert not names & {"torch", "torchvision", "torchaudio", *install.OPENCV_DISTRIBUTIONS,
                         *install.ONNXRUNTIME_DISTRIBUTIONS}

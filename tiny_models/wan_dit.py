@@ -165,7 +165,8 @@ def save_comfy_single_file(state: Mapping[str, torch.Tensor], path: str | Path, 
         tensors = quantize_scaled_fp8(state, scaled_fp8, dtype or torch.bfloat16, fp8_generation)[0]
         if fp8_generation == "header":
             name = str(scaled_fp8).replace("torch.", "")
-            layers = {head + k[: -len(".weight_scale")]: {"format": name} for k in tensors if k.endswith(".weight_scale")}
+            layers = {head + k[: -len(".weight_scale")]: {"format": name}
+                      for k in tensors if k.endswith(".weight_scale")}
             metadata[QUANTIZATION_METADATA] = json.dumps({"format_version": "1.0", "layers": layers})
     else:
         tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in state.items()}

@@ -36,6 +36,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SCALARS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # a dropdown whose choice brings its own sub-inputs (ComfyUI 0.33+)
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")  # the front end adds an "upload" widget
 LEGACY_SEED_NAMES = ("seed", "noise_seed")     # INT inputs the front end gives a control_after_generate widget
 
@@ -353,19 +354,37 @@ class Slot:
     options: dict
 
 
-def _input_slots(info: dict) -> list[Slot]:
-    """The node's inputs in declaration order (required, then optional)."""
+def _input_slots(info: dict, chosen: dict[str, Any] | None = None) -> list[Slot]:
+    """The node's inputs in declaration order (required, then optional), as the front end lays them out.
+
+    A dynamic combo (``COMFY_DYNAMICCOMBO_V3``) is a dropdown of option keys; the sub-inputs of the
+    chosen option (``chosen``: values by input name, else the first option) follow it as inputs named
+    ``parent.child``, recursively, which is how the front end names them in the prompt.
+    """
+    return _group_slots(info.get("input", {}), info.get("input_order", {}), "", chosen or {})
+
+
+def _group_slots(inputs: dict, order: dict, prefix: str, chosen: dict[str, Any]) -> list[Slot]:
     slots = []
     for group in ("required", "optional"):
-        specs = info.get("input", {}).get(group, {})
-        for name in info.get("input_order", {}).get(group, list(specs)):
+        specs = inputs.get(group, {}) or {}
+        for name in order.get(group, list(specs)):
             spec = specs[name]
+            full = prefix + name
             kind, options = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
             if isinstance(kind, list):
-                slots.append(Slot(name, "COMBO", True, dict(options, options=kind)))
+                slots.append(Slot(full, "COMBO", True, dict(options, options=kind)))
+            elif kind == DYNAMIC_COMBO:
+                choices = options.get("options", [])
+                keys = [c["key"] for c in choices]
+                slots.append(Slot(full, "COMBO", True, dict({k: v for k, v in options.items() if k != "options"},
+                                                            options=keys)))
+                picked = chosen.get(full, options.get("default", keys[0] if keys else None))
+                sub = next((c.get("inputs", {}) for c in choices if c["key"] == picked), {})
+                slots += _group_slots(sub, {}, full + ".", chosen)
             else:
                 widget = kind == "COMBO" or (kind in SCALARS and not options.get("forceInput"))
-                slots.append(Slot(name, kind, widget, options))
+                slots.append(Slot(full, kind, widget, options))
     return slots
 
 
@@ -405,7 +424,7 @@ def _node_info(object_info: dict, node: Node) -> dict:
 
 
 def _check(node: Node, info: dict, by_id: dict) -> list[Slot]:
-    slots = _input_slots(info)
+    slots = _input_slots(info, node.widgets)
     names = {s.name for s in slots}
     where = f"node {node.id} ({node.class_type})"
     for name in list(node.widgets) + list(node.links) + list(node.controls):

@@ -219,7 +219,8 @@ def build_animate_conditioning(modules: AnimateModules, y: torch.Tensor, pose_la
         face_frames = face_frames.detach().to("cpu")
     for name, value in (("positive prompt", context), ("negative prompt", negative_context)):
         if value is not None and (not torch.is_tensor(value) or value.dim() != 3 or value.shape[0] != 1):
-            raise InputError(name, f"has shape {list(getattr(value, 'shape', []))}", "umT5 text embeddings [1, tokens, 4096]")
+            raise InputError(name, f"has shape {list(getattr(value, 'shape', []))}",
+                             "umT5 text embeddings [1, tokens, 4096]")
     for name, value in (("pose strength", pose_strength), ("face strength", face_strength)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0.0:
             raise InputError(name, f"{value!r} is not a number of 0 or more", "a strength such as 1.0")

@@ -99,6 +99,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], source: str = "checkpoi
         patch_size=patch_size,  # type: ignore[arg-type]
         qk_norm="blocks.0.self_attn.norm_q.weight" in state_dict,
         cross_attn_norm="blocks.0.norm3.weight" in state_dict,
-        image_embed_dim=int(img_w.shape[1]) if img_w is not None and "blocks.0.cross_attn.k_img.weight" in state_dict else None,
+        image_embed_dim=(int(img_w.shape[1])
+                         if img_w is not None and "blocks.0.cross_attn.k_img.weight" in state_dict else None),
         flf_pos_emb="img_emb.emb_pos" in state_dict,
     )

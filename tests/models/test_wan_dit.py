@@ -285,7 +285,8 @@ def test_other_bad_inputs(fixture, t2v, t2v_inputs):
     assert "no CLIP image branch" in _error(t2v, **dict(t2v_inputs, clip_fea=torch.zeros(2, 257, 64)))
     assert "[2, 36]" in _error(t2v, **dict(t2v_inputs, t=torch.zeros(3)))
     wan22 = build(fixture, "i2v22")
-    assert "no CLIP image branch" in _error(wan22, **dict(inputs(fixture, "i2v22", 3), clip_fea=torch.zeros(2, 257, 64)))
+    with_clip = dict(inputs(fixture, "i2v22", 3), clip_fea=torch.zeros(2, 257, 64))
+    assert "no CLIP image branch" in _error(wan22, **with_clip)
     ext = DiTExtensions(added_tokens=[torch.zeros(2, 35, 128)])
     with pytest.raises(InputError, match="added tokens 0"):
         run(t2v, ext, **t2v_inputs)

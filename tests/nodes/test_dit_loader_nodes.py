@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from poseanimate import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY
 from poseanimate.errors import InputError
 from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict
-from poseanimate.nodes.dit_loaders import DiTHandle, PoseAnimateDiTLoader, PoseAnimateLoRA
+from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader, PoseAnimateLoRA
 
 DIT = "wan2.1_i2v_480p_14B_fp16.safetensors"
 
@@ -51,7 +51,8 @@ def test_lora_node_returns_a_new_handle_and_keeps_the_cached_one(models_root):
     assert base.loras == () and len(with_lora.loras) == 1
     parsed, strength = with_lora.loras[0]
     assert strength == 0.5 and list(parsed.updates) == ["blocks.1.ffn.0.weight"]
-    up, down = lora["diffusion_model.blocks.1.ffn.0.lora_B.weight"], lora["diffusion_model.blocks.1.ffn.0.lora_A.weight"]
+    up = lora["diffusion_model.blocks.1.ffn.0.lora_B.weight"]
+    down = lora["diffusion_model.blocks.1.ffn.0.lora_A.weight"]
     assert torch.allclose(parsed.updates["blocks.1.ffn.0.weight"][0].delta((128, 64)), up @ down)
 
 

@@ -86,7 +86,8 @@ def _chain(models, frames=FRAMES, steps=2, cfg=1.5):
 
 def test_chain_writes_a_video_of_the_requested_length_and_size(models):
     pose_video, cond, latent, images = _chain(models)
-    assert pose_video.shape == (FRAMES, H, W, 3) and pose_video.max() > 0.05  # something was drawn (the tiny models put every point on one spot)
+    # something was drawn (the tiny models put every point on one spot)
+    assert pose_video.shape == (FRAMES, H, W, 3) and pose_video.max() > 0.05
     assert latent["samples"].shape == (1, 16, 3, H // 8, W // 8)
     assert images.shape == (FRAMES, H, W, 3) and images.dtype == torch.float32
     assert torch.isfinite(images).all() and 0.0 <= images.min() and images.max() <= 1.0
