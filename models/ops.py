@@ -46,6 +46,15 @@ class CastConv3d(nn.Conv3d):
         return self._conv_forward(x, *cast_weight(self, x))
 
 
+class CastConv1d(nn.Conv1d):
+    """The Conv1d the pack's modules use where ``operations`` has none (``CastOps`` does not list one)."""
+
+    scale_weight: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, *cast_weight(self, x))
+
+
 class CastLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is None:

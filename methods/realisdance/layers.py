@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ...errors import InputError
-from ...models.checkpoint.fp8 import SCALE_NAMES, dequantize, is_fp8, set_module_tensor, split_scale_key
+from ...models.checkpoint.convert import attach_scales, check_tensors, convert_weights, group_scales
+from ...models.checkpoint.fp8 import expected_shapes, split_scale_key
 from ...models.ops import CastOps
 
 POSE_CONV, POSE_PROJ, REF_CONV = "add_conv_in", "add_proj", "attn_conv_in"
@@ -82,13 +83,6 @@ def shifts_from_config(config: Mapping[str, object]) -> tuple[RopeShifts, list[s
     return RopeShifts(**values), defaulted
 
 
-def _param_shapes(dim: int, pose_channels: int, reference_channels: int,
-                  patch: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
-    return {f"{POSE_CONV}.weight": (dim, pose_channels, *patch), f"{POSE_CONV}.bias": (dim,),
-            f"{POSE_PROJ}.weight": (dim, dim), f"{POSE_PROJ}.bias": (dim,),
-            f"{REF_CONV}.weight": (dim, reference_channels, *patch), f"{REF_CONV}.bias": (dim,)}
-
-
 class RealisDanceLayers(nn.Module):
     """``add_conv_in``, ``add_proj`` and ``attn_conv_in`` for a DiT of width ``dim``."""
 
@@ -124,29 +118,16 @@ class RealisDanceLayers(nn.Module):
             raise InputError(source, f"has {POSE_CONV}.weight {list(pose_w.shape)} and {REF_CONV}.weight "
                              f"{list(ref_w.shape)}", "5-d Conv3d weights [dim, channels, 1, 2, 2]")
         dim, patch = int(pose_w.shape[0]), tuple(int(s) for s in pose_w.shape[2:])
-        expected = _param_shapes(dim, int(pose_w.shape[1]), int(ref_w.shape[1]), patch)
-        unexpected = sorted(set(params) - set(expected))
-        wrong = [f"{k} {list(params[k].shape)} (expected {list(s)})" for k, s in expected.items()
-                 if tuple(params[k].shape) != s]
-        if unexpected or wrong:
-            problems = ([f"unexpected {', '.join(unexpected)}"] if unexpected else []) + \
-                       ([f"wrong shapes {', '.join(wrong)}"] if wrong else [])
-            raise InputError(source, "its RealisDance-DiT layers do not fit together: " + "; ".join(problems),
-                             "the add_conv_in / add_proj / attn_conv_in tensors of one RealisDance-DiT transformer")
-        state = {}
-        for key, tensor in params.items():
-            if is_fp8(tensor.dtype):
-                scale = scales.get(key.rsplit(".", 1)[0] + ".scale_weight") if key.endswith(".weight") else None
-                tensor = dequantize(tensor, scale, FP8_DEQUANT_DTYPE)
-            state[key] = tensor
         layers = cls(dim, int(pose_w.shape[1]), int(ref_w.shape[1]), patch, operations, device="meta")
-        layers.load_state_dict(state, strict=False, assign=True)
-        for module in layers.modules():  # scale slots of a host's fp8 ops: neutral (weights are dequantized)
-            for name in SCALE_NAMES:
-                value = getattr(module, name, None)
-                if torch.is_tensor(value) and value.device.type == "meta":
-                    device = next(iter(state.values())).device
-                    set_module_tensor(module, name, torch.ones((), device=device) if name == "scale_weight" else None)
+        expected = {k: v for k, v in expected_shapes(layers).items() if split_scale_key(k) is None}
+        check_tensors({k: v.shape for k, v in params.items()}, expected, source, "RealisDance-DiT layers",
+                      "the add_conv_in / add_proj / attn_conv_in tensors of one RealisDance-DiT transformer")
+        # fp8 tensors (with their scale) dequantized to bf16, the others kept as stored, on their device
+        device = next(iter(params.values())).device
+        converted = convert_weights(layers, params, group_scales(scales), operations, None, device,
+                                    dequantize_fp8=FP8_DEQUANT_DTYPE)
+        layers.load_state_dict(converted.state, strict=False, assign=True)
+        attach_scales(layers, converted.scales, device)  # scale slots of a host's fp8 ops: neutral
         leftover = [n for n, p in layers.named_parameters() if p.device.type == "meta"]
         if leftover:
             raise RuntimeError(f"RealisDance layers left on the meta device: {leftover}")

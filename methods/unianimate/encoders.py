@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from ...errors import InputError
+from ...models.checkpoint.convert import check_tensors
+from ...models.checkpoint.fp8 import expected_shapes as module_shapes
 from ...models.ops import CastOps
 
 HIDDEN = 16  # the reference's concat_dim * 4
@@ -81,7 +83,7 @@ def _reference_pose_embedding(ops, device, dtype) -> nn.Sequential:
 
 def expected_shapes(dim: int) -> dict[str, tuple[int, ...]]:
     """Every encoder tensor's key and shape for a DiT of width ``dim``."""
-    return {k: tuple(v.shape) for k, v in UniAnimateEncoders(dim, device="meta").state_dict().items()}
+    return module_shapes(UniAnimateEncoders(dim, device="meta"))
 
 
 class UniAnimateEncoders(nn.Module):
@@ -106,21 +108,8 @@ class UniAnimateEncoders(nn.Module):
             raise InputError(source, f"has no '{last}' (found encoder keys like {_sample(state_dict)})",
                              "UniAnimate-DiT's dwpose_embedding.0..12 and randomref_embedding_pose.0..10 tensors")
         dim = int(state_dict[last].shape[0])
-        expected = expected_shapes(dim)
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        wrong = sorted(k for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k])
-        if missing or unexpected or wrong:
-            problems = []
-            if missing:
-                problems.append(f"missing {', '.join(missing)}")
-            if unexpected:
-                problems.append(f"unexpected {', '.join(unexpected)}")
-            if wrong:
-                problems.append("wrong shapes " + ", ".join(f"{k} {list(state_dict[k].shape)} "
-                                                            f"(expected {list(expected[k])})" for k in wrong))
-            raise InputError(source, "its pose encoders do not match UniAnimate-DiT's layers: " + "; ".join(problems),
-                             "the encoders saved with UniAnimate-Wan2.1-14B-Lora-12000.ckpt")
+        check_tensors({k: v.shape for k, v in state_dict.items()}, expected_shapes(dim), source,
+                      "UniAnimate-DiT pose encoders", "the encoders saved with UniAnimate-Wan2.1-14B-Lora-12000.ckpt")
         encoders = cls(dim, operations, device="meta")
         encoders.load_state_dict(dict(state_dict), strict=True, assign=True)
         return encoders.eval().requires_grad_(False)

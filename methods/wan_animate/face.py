@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models.ops import CastOps, cast_weight
+from ...models.ops import CastConv1d, CastOps
 from ...models.wan.layers import RMSNorm
 
 FACE_STREAMS = 4  # token streams the first conv splits into (the reference's num_heads=4)
@@ -33,15 +33,6 @@ STREAM_WIDTH = 1024  # channels per stream
 FACE_TOKENS = FACE_STREAMS + 1  # the streams plus the learned padding token
 ADAPTER_EVERY = 5  # a face block follows DiT blocks 0, 5, 10, ...
 NORM_EPS = 1e-6
-
-
-class CastConv1d(nn.Conv1d):
-    """Conv1d that casts its weight to the input's dtype (``models/ops.py`` has no Conv1d)."""
-
-    scale_weight: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, *cast_weight(self, x))
 
 
 def _conv1d_class(operations) -> type:

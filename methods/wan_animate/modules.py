@@ -31,12 +31,11 @@ import torch
 from torch import nn
 
 from ...errors import InputError
-from ...models.checkpoint.fp8 import (dequantize, expected_shapes, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
-                                      prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
-                                      split_scale_key)
+from ...models.checkpoint.convert import FP8_COMPUTE, attach_scales, check_tensors, convert_weights, group_scales
+from ...models.checkpoint.fp8 import expected_shapes, is_fp8, split_scale_key
 from ...models.checkpoint.identify import sample_keys
 from ...models.checkpoint.safetensors_files import PathLike
-from ...models.checkpoint.wan_dit import WanCheckpointInfo, _storage, load_wan_dit, storage_dtype_from_name
+from ...models.checkpoint.wan_dit import WanCheckpointInfo, load_wan_dit, storage_dtype_from_name
 from ...models.ops import CastOps
 from ...models.wan.config import WanDiTConfig
 from ...models.wan.latent_space import LATENT_CHANNELS
@@ -49,7 +48,6 @@ ANIMATE_PREFIXES = ("pose_patch_embedding.", "motion_encoder.", "face_encoder.",
 EXPECTED_FILE = ("a Wan2.2-Animate-14B diffusion model (the official shards, Comfy-Org's wan2.2_animate_14B "
                  "bf16/fp8 file or another repack with pose_patch_embedding, motion_encoder, face_encoder and "
                  "face_adapter tensors)")
-FP8_COMPUTE = torch.bfloat16
 
 
 @dataclass(frozen=True)
@@ -141,82 +139,25 @@ class AnimateModules(nn.Module):
         expected = {k: v for k, v in expected_shapes(modules).items() if split_scale_key(k) is None}
         kernels = {k for k in expected if k.endswith(".kernel")}
         _check_tensors(weights, scales, expected, kernels, source)
-        prepare_self_loading_layers(modules, device)
-        state = _convert(modules, weights, scales, operations, storage_dtype, device)
+        converted = convert_weights(modules, weights, group_scales(scales), operations, storage_dtype, device)
+        state = converted.state
         for key in kernels - set(state):
             state[key] = blur_kernel(device)
         result = modules.load_state_dict(state, strict=False, assign=True)
         leftover = [k for k in result.missing_keys + result.unexpected_keys if split_scale_key(k) is None]
         if leftover:
             raise RuntimeError(f"Animate state dict did not match after checking: {leftover[:5]}")
-        _neutral_scales(modules, device)
+        attach_scales(modules, converted.scales, device)
         return modules.eval()
 
 
 def _check_tensors(weights: Mapping[str, torch.Tensor], scales: Mapping[str, torch.Tensor],
                    expected: Mapping[str, tuple[int, ...]], kernels: set[str], source: str) -> None:
-    missing = sorted(k for k in expected if k not in weights and k not in kernels)
-    unexpected = sorted(k for k in weights if k not in expected)
-    unexpected += sorted(k for k in scales if f"{split_scale_key(k)[0]}.weight" not in expected)
-    wrong = sorted(k for k in expected if k in weights and tuple(weights[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"is missing {len(missing)} Animate tensor(s): {sample_keys(missing, 6)}")
-    if unexpected:
-        problems.append(f"has {len(unexpected)} tensor(s) the Animate modules do not have: "
-                        f"{sample_keys(unexpected, 6)}")
-    if wrong:
-        problems.append("has wrong shapes: " + ", ".join(f"{k} {list(weights[k].shape)} (expected "
-                                                         f"{list(expected[k])})" for k in wrong[:6]))
-    if problems:
-        raise InputError(source, "; ".join(problems), EXPECTED_FILE)
+    check_tensors({k: v.shape for k, v in weights.items()}, expected, source, "Wan2.2-Animate modules",
+                  EXPECTED_FILE, optional=kernels, scales=scales)
     for key in kernels & set(weights):
         if not torch.allclose(weights[key].float().cpu(), blur_kernel()):
             log.warning("%s: blur kernel '%s' differs from LIA's [1, 3, 3, 1] kernel; using the file's", source, key)
-
-
-def _ops_classes(operations) -> tuple[type, ...]:
-    names = ("Linear", "Conv1d", "Conv2d", "Conv3d", "LayerNorm")
-    return tuple(c for c in (getattr(operations, n, None) for n in names) if isinstance(c, type))
-
-
-def _convert(modules: nn.Module, weights: Mapping[str, torch.Tensor], scales: Mapping[str, torch.Tensor],
-             operations, storage_dtype: torch.dtype | None, device) -> dict[str, torch.Tensor]:
-    """Each tensor in its storage dtype on ``device``; kept fp8 scales are put on their layers."""
-    from .face import CastConv1d
-
-    ops_classes = _ops_classes(operations) + (CastConv1d,)
-    linear = getattr(operations, "Linear", nn.Linear)
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in weights.items():
-        module_name, _, param = key.rpartition(".")
-        module = modules.get_submodule(module_name)
-        scale = scales.get(f"{module_name}.scale_weight") if param == "weight" else None
-        dtype, keep_scale = _storage(tensor.dtype, scale is not None, storage_dtype,
-                                     isinstance(module, ops_classes),
-                                     isinstance(module, linear) and param == "weight", keeps_scaled_fp8(module))
-        if keep_scale:
-            kept = keep_scaled_weight(state, module, key, tensor.to(device),
-                                      {"scale_weight": scale.to(device=device, dtype=torch.float32)})
-            if kept:
-                set_module_tensor(module, "scale_weight", kept["scale_weight"])
-        else:
-            dtype = self_loading_dtype(module) or dtype
-            if scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
-                state[key] = dequantize(tensor, scale, dtype).to(device)
-            else:
-                state[key] = tensor.to(device=device, dtype=dtype)
-    return state
-
-
-def _neutral_scales(modules: nn.Module, device) -> None:
-    """Scale slots that ComfyUI's scaled ops created on ``meta`` and the file did not fill."""
-    for module in modules.modules():
-        for name in ("scale_weight", "scale_input"):
-            value = getattr(module, name, None)
-            if torch.is_tensor(value) and value.device.type == "meta":
-                neutral = torch.ones((), device=device, dtype=torch.float32) if name == "scale_weight" else None
-                set_module_tensor(module, name, neutral)
 
 
 def split_animate_tensors(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],

@@ -1,4 +1,4 @@
-"""Checkpoint formats for the Wan DiT: files, the one key map, fp8, and the loader."""
+"""Checkpoint formats for the Wan DiT: files, the one key map, fp8, the one conversion path (convert.py), the loader."""
 from .safetensors_files import CheckpointFiles, TensorReader, resolve_checkpoint
 from .wan_dit import (STORAGE_DTYPES, CheckpointScan, WanCheckpointInfo, load_wan_dit, scan_checkpoint,
                       storage_dtype_from_name)

@@ -17,6 +17,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Mapping, Sequence
 
 import torch
@@ -24,10 +25,9 @@ from torch import nn
 
 from ...errors import InputError
 from ..wan.config import WanDiTConfig, infer_config
-from .fp8 import (SCALED_FP8_MARKER, canonical_scale_key, check_layer_format, decode_layer_format, dequantize,
-                  expected_shapes, header_layer_formats, is_fp8, keep_scaled_weight, keeps_scaled_fp8,
-                  layer_format_module, marker_dtype, prepare_self_loading_layers, self_loading_dtype, set_module_tensor,
-                  split_scale_key)
+from .convert import FLOAT_STORAGE, FP8_COMPUTE, attach_scales, check_tensors, convert_weights
+from .fp8 import (SCALED_FP8_MARKER, canonical_scale_key, check_layer_format, decode_layer_format, expected_shapes,
+                  header_layer_formats, is_fp8, layer_format_module, marker_dtype, split_scale_key)
 from .identify import describe_checkpoint, sample_keys
 from .safetensors_files import CheckpointFiles, PathLike, TensorReader, resolve_checkpoint
 from .wan_keys import to_official_keys
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 COMFY_CHECKPOINT_PREFIX = "model.diffusion_model."
 WAN_CORE_KEYS = ("patch_embedding.weight", "blocks.0.self_attn.q.weight")
-FLOAT_STORAGE = (torch.float32, torch.float16, torch.bfloat16)
-FP8_COMPUTE = torch.bfloat16  # what fp8 weights compute in, and are dequantized to when nothing else is asked
 EXPECTED_FILE = "a Wan 2.1/2.2 diffusion model (official, Comfy-Org repackaged or diffusers layout)"
 # widget names -> storage dtypes ('default' keeps the file's)
 STORAGE_DTYPES = {"default": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
@@ -171,55 +169,11 @@ def checkpoint_num_heads(scan: CheckpointScan) -> tuple[int | None, str]:
 
 
 def check_keys(scan: CheckpointScan, expected: Mapping[str, tuple[int, ...]], kind: str) -> None:
-    """Raise an InputError naming missing, unexpected and mis-shaped tensors."""
-    name = f"model file '{scan.files.name}'"
-    found = scan.shapes()
-    missing = sorted(k for k in expected if k not in found)
-    unexpected = sorted(k for k in found if k not in expected)
-    unexpected += sorted(f"{m}.{s}" for m, names in scan.scales.items() for s in names
-                         if f"{m}.weight" not in expected)
-    problems = []
-    if missing:
-        problems.append(f"is missing {len(missing)} tensor(s) the {kind} Wan DiT needs: {sample_keys(missing, 6)}")
-    if unexpected:
-        problems.append(f"has {len(unexpected)} tensor(s) the {kind} Wan DiT does not have: "
-                        f"{sample_keys(unexpected, 6)}")
-    if problems:
-        raise InputError(name, "; ".join(problems),
-                         "a complete, unmodified Wan DiT checkpoint (all shards; VACE, Animate and other "
-                         "variants load through their own loaders)")
-    for key, shape in expected.items():
-        if tuple(found[key]) != tuple(shape):
-            raise InputError(name, f"tensor '{key}' has shape {list(found[key])}",
-                             f"shape {list(shape)} for this {kind} model (a mixed-up file from another model size?)")
-
-
-def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
-    module_name, _, param = key.rpartition(".")
-    return model.get_submodule(module_name) if module_name else model, param
-
-
-def _ops_classes(operations) -> tuple[type, ...]:
-    names = ("Linear", "Conv2d", "Conv3d", "LayerNorm", "GroupNorm", "RMSNorm")
-    return tuple(c for c in (getattr(operations, n, None) for n in names) if isinstance(c, type))
-
-
-def _storage(dtype: torch.dtype, scaled: bool, storage_dtype: torch.dtype | None, cast_by_ops: bool,
-             linear_weight: bool, layer_takes_scale: bool) -> tuple[torch.dtype, bool]:
-    """``(dtype to store, keep the fp8 scale on the layer)`` for one tensor."""
-    if not dtype.is_floating_point:
-        return dtype, False
-    if not cast_by_ops:  # plain parameters (modulation, RMS norms) are small: never fp8
-        if storage_dtype in FLOAT_STORAGE:
-            return storage_dtype, False
-        return (torch.float32 if is_fp8(dtype) else dtype), False
-    if storage_dtype in FLOAT_STORAGE:
-        return storage_dtype, False
-    if is_fp8(storage_dtype) and linear_weight and dtype != storage_dtype:
-        return storage_dtype, False  # dequantized (if scaled), then a plain cast
-    if scaled:
-        return (dtype, True) if layer_takes_scale else (FP8_COMPUTE, False)
-    return dtype, False
+    """Raise an InputError naming missing, unexpected and mis-shaped tensors (:func:`~.convert.check_tensors`)."""
+    check_tensors(scan.shapes(), expected, f"model file '{scan.files.name}'", f"{kind} Wan DiT",
+                  "a complete, unmodified Wan DiT checkpoint (all shards, none from another model size; VACE, "
+                  "Animate and other variants load through their own loaders)",
+                  scales=[f"{m}.{s}" for m, names in scan.scales.items() for s in names])
 
 
 def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: torch.dtype | str | None = None,
@@ -250,14 +204,17 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
         model.requires_grad_(False)
         expected = {k: v for k, v in expected_shapes(model).items() if split_scale_key(k) is None}
         check_keys(scan, expected, config.kind.upper())
-        prepare_self_loading_layers(model, device)
-        state, kept_scales, file_dtypes, kept_fp8 = _read_weights(scan, model, operations, storage_dtype, device)
-        result = model.load_state_dict(state, strict=False, assign=True)
+        reader = scan.reader
+        converted = convert_weights(model, {k: partial(reader.get, v) for k, v in scan.weights.items()},
+                                    {m: {n: partial(reader.get, v) for n, v in names.items()}
+                                     for m, names in scan.scales.items()}, operations, storage_dtype, device)
+        result = model.load_state_dict(converted.state, strict=False, assign=True)
         leftover = [k for k in result.missing_keys + result.unexpected_keys if split_scale_key(k) is None]
         if leftover:  # check_keys ran first, so this is a bug, not a user mistake
             raise RuntimeError(f"state dict did not match the model after checking: {leftover[:5]}")
-        del state
-        _attach_scales(model, kept_scales, device)
+        converted.state.clear()
+        attach_scales(model, converted.scales, device)
+        file_dtypes, kept_fp8 = converted.file_dtypes, converted.kept_fp8
         scaled_fp8 = (scan.marker or kept_fp8) if kept_fp8 is not None else None
         extra = {k: scan.reader.get(v).to(device) for k, v in scan.extra.items()}
         compute = compute_dtype or _default_compute(storage_dtype, file_dtypes, scan)
@@ -271,60 +228,6 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
     log.info("loaded Wan DiT %s (%s, %d layers, dim %d) from %s", config.kind, info.layout, config.num_layers,
              config.dim, scan.files.name)
     return model.eval(), info
-
-
-def _read_weights(scan: CheckpointScan, model: nn.Module, operations, storage_dtype, device):
-    """Read, convert and move each weight: (state dict, {module: scales to set on it}, {file dtype: elements},
-    the fp8 dtype of the scaled weights kept in fp8 or None)."""
-    ops_classes = _ops_classes(operations)
-    linear = getattr(operations, "Linear", nn.Linear)
-    state: dict[str, torch.Tensor] = {}
-    kept_scales: dict[str, dict[str, torch.Tensor]] = {}
-    file_dtypes: Counter = Counter()  # dtype -> number of elements
-    kept_fp8 = None
-    for key, file_key in scan.weights.items():
-        module, param = _owner(model, key)
-        module_name = key.rpartition(".")[0]
-        tensor = scan.reader.get(file_key)
-        file_dtypes[tensor.dtype] += tensor.numel()
-        scale_keys = scan.scales.get(module_name, {}) if param == "weight" else {}
-        scale = scan.reader.get(scale_keys["scale_weight"]) if "scale_weight" in scale_keys else None
-        dtype, keep_scale = _storage(tensor.dtype, scale is not None, storage_dtype,
-                                     isinstance(module, ops_classes), isinstance(module, linear) and param == "weight",
-                                     keeps_scaled_fp8(module))
-        if keep_scale:
-            scales = {"scale_weight": scale.to(device=device, dtype=torch.float32)}
-            if "scale_input" in scale_keys:
-                scales["scale_input"] = scan.reader.get(scale_keys["scale_input"]).to(device=device,
-                                                                                       dtype=torch.float32)
-            kept = keep_scaled_weight(state, module, key, tensor.to(device), scales)
-            if kept:
-                kept_scales[module_name] = kept
-            kept_fp8 = tensor.dtype
-        else:
-            dtype = self_loading_dtype(module) or dtype
-            if scale is not None or (is_fp8(tensor.dtype) and not is_fp8(dtype)):
-                state[key] = dequantize(tensor, scale, dtype).to(device)
-            else:
-                state[key] = tensor.to(device=device, dtype=dtype)
-        del tensor
-    return state, kept_scales, file_dtypes, kept_fp8
-
-
-def _attach_scales(model: nn.Module, kept: dict[str, dict[str, torch.Tensor]], device) -> None:
-    """Put kept fp8 scales on the layers that take them as attributes (an activation scale only where the
-    layer has a slot for it); give scale slots the file did not fill a neutral value."""
-    for module_name, scales in kept.items():
-        module = model.get_submodule(module_name)
-        for name, value in scales.items():
-            if name == "scale_weight" or name in module._parameters or name in module._buffers:
-                set_module_tensor(module, name, value)
-    for module_name, module in model.named_modules():
-        for name in ("scale_weight", "scale_input"):
-            value = getattr(module, name, None)
-            if torch.is_tensor(value) and value.device.type == "meta":  # a slot ComfyUI's scaled ops made
-                neutral = torch.ones((), device=device, dtype=torch.float32) if name == "scale_weight" else None
-                set_module_tensor(module, name, neutral)
 
 
 def _default_compute(storage_dtype, file_dtypes: Counter, scan: CheckpointScan) -> torch.dtype:

@@ -26,6 +26,7 @@ import torch
 
 from ...errors import InputError
 from ..wan.vae import WanVAE, WanVAEConfig
+from .convert import check_tensors
 from .identify import describe_checkpoint, sample_keys
 
 log = logging.getLogger(__name__)
@@ -148,20 +149,8 @@ def infer_vae_config(state: Mapping[str, Any], name: str = "VAE file") -> WanVAE
 
 def _check_shapes(model: WanVAE, state: Mapping[str, torch.Tensor], name: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected)
-    problems = []
-    if missing:
-        problems.append(f"is missing {len(missing)} tensor(s): {sample_keys(missing, 6)}")
-    if unexpected:
-        problems.append(f"has {len(unexpected)} tensor(s) a Wan 2.1 VAE does not have: {sample_keys(unexpected, 6)}")
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
-    if wrong:
-        k = wrong[0]
-        problems.append(f"has {len(wrong)} tensor(s) of the wrong shape, e.g. '{k}' {list(state[k].shape)} "
-                        f"instead of {list(expected[k])}")
-    if problems:
-        raise InputError(name, "; ".join(problems), f"a complete, unmodified file: {EXPECTED}")
+    check_tensors({k: v.shape for k, v in state.items()}, expected, name, "Wan 2.1 VAE",
+                  f"a complete, unmodified file: {EXPECTED}")
 
 
 def wan_vae_from_state_dict(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,

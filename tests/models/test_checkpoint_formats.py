@@ -257,12 +257,13 @@ def test_missing_unexpected_and_misshaped_tensors_are_named(i2v, tmp_path):
     del state["blocks.1.ffn.2.bias"]
     state["blocks.0.self_attn.extra.weight"] = torch.zeros(2)
     path = save_comfy_single_file(state, tmp_path / "a.safetensors")
-    with pytest.raises(InputError, match=r"missing 1 tensor.*blocks\.1\.ffn\.2\.bias.*"
-                                         r"does not have: blocks\.0\.self_attn\.extra\.weight"):
+    with pytest.raises(InputError, match=r"a\.safetensors.*missing 1 tensor.*blocks\.1\.ffn\.2\.bias.*"
+                                         r"not part of the I2V Wan DiT: blocks\.0\.self_attn\.extra\.weight"):
         load_wan_dit(path)
     state = dict(i2v, **{"blocks.1.ffn.0.weight": torch.zeros(96, 64)})
     path = save_comfy_single_file(state, tmp_path / "b.safetensors")
-    with pytest.raises(InputError, match=r"'blocks\.1\.ffn\.0\.weight' has shape \[96, 64\].*\[128, 64\]"):
+    with pytest.raises(InputError, match=r"b\.safetensors.*'blocks\.1\.ffn\.0\.weight' has shape \[96, 64\]"
+                                         r".*\[128, 64\]"):
         load_wan_dit(path)
 
 

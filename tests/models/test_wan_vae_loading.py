@@ -132,11 +132,13 @@ def test_broken_files_are_refused(tmp_path, official):
         load_wan_vae(odd)
     cut = dict(official)
     del cut["decoder.head.2.bias"]
-    with pytest.raises(InputError, match=r"is missing 1 tensor\(s\): decoder.head.2.bias"):
+    with pytest.raises(InputError, match=r"cut\.safetensors.*is missing 1 tensor\(s\) of the Wan 2\.1 VAE: "
+                                         r"decoder\.head\.2\.bias"):
         load_wan_vae(_write(tmp_path, "cut.safetensors", cut))
     wrong = dict(official)
     wrong["decoder.head.0.gamma"] = torch.ones(5, 1, 1, 1)
-    with pytest.raises(InputError, match="wrong shape, e.g. 'decoder.head.0.gamma'"):
+    with pytest.raises(InputError, match=r"wrong\.safetensors.*wrong shape for the Wan 2\.1 VAE: 'decoder\.head\.0\."
+                                         r"gamma' has shape \[5, 1, 1, 1\] instead of \[4, 1, 1, 1\]"):
         load_wan_vae(_write(tmp_path, "wrong.safetensors", wrong))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00" * 64)

@@ -115,7 +115,8 @@ def test_layers_of_another_width_are_refused(released, tmp_path):
         load_realisdance(write_folder(narrow, config, tmp_path))
     broken = dict(state)
     broken["add_proj.weight"] = torch.randn(64, 32, generator=g)
-    with pytest.raises(InputError, match="wrong shapes add_proj.weight"):
+    with pytest.raises(InputError, match=r"model file .*wrong shape for the RealisDance-DiT layers: "
+                                         r"'add_proj\.weight' has shape \[64, 32\] instead of \[64, 64\]"):
         load_realisdance(write_folder(broken, config, tmp_path / "broken"))
 
 

@@ -117,7 +117,8 @@ def test_a_file_with_neither_is_refused(model, tmp_path):
 def test_incomplete_encoders_name_the_missing_tensors(model, tmp_path):
     state = released_state()
     del state["randomref_embedding_pose.10.bias"]
-    with pytest.raises(InputError, match=r"missing randomref_embedding_pose\.10\.bias"):
+    with pytest.raises(InputError, match=r"missing 1 tensor\(s\) of the UniAnimate-DiT pose encoders: "
+                                         r"randomref_embedding_pose\.10\.bias"):
         load_unianimate(_save(state, tmp_path), model)
 
 

@@ -112,7 +112,8 @@ def test_refusals(state, tmp_path):
         load_wan_dit(full)
     broken = tmp_path / "broken.safetensors"
     save_file({k: v for k, v in state.items() if k != "face_encoder.out_proj.weight"}, str(broken))
-    with pytest.raises(InputError, match="missing 1 Animate tensor.*face_encoder.out_proj.weight"):
+    with pytest.raises(InputError, match=r"broken\.safetensors.*missing 1 tensor\(s\) of the Wan2\.2-Animate modules: "
+                                         r"face_encoder\.out_proj\.weight"):
         load_wan_animate(broken)
 
 
