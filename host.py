@@ -61,10 +61,12 @@ def check_host() -> None:
     if notice:
         log.warning("%s", notice)
     if features.fp8_layers is None:
-        log.info("ComfyUI %s has no scaled-fp8 layers the pack knows: %s", features.version, FALLBACKS["fp8"])
+        log.info("ComfyUI %s has no scaled-fp8 layers the pack knows: %s; update ComfyUI to keep fp8 files "
+                 "in its own layers", features.version, FALLBACKS["fp8"])
     for feature in (PROGRESS_TEXT, LATENT_PREVIEWS):
         if not features.has(feature):
-            log.info("ComfyUI %s has no %s: %s", features.version, feature, FALLBACKS[feature])
+            log.info("ComfyUI %s has no %s: %s; update ComfyUI for it", features.version, feature,
+                     FALLBACKS[feature])
 
 
 class HostIncompatible(RuntimeError):
@@ -197,6 +199,12 @@ def request_interrupt() -> None:
         mm.interrupt_current_processing(True)
     else:
         _interrupt.set()
+
+
+def interrupt_check(check: Callable[[], None] | None = None) -> Callable[[], None]:
+    """``check``, or the host's interrupt check when None: the one place the core's long loops (the
+    sampler's building blocks, the streamed VAE) take their default from."""
+    return check if check is not None else check_interrupt
 
 
 def check_interrupt() -> None:

@@ -88,6 +88,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     R("latent_preview", "get_previewer", (), LATENT_PREVIEWS, "previews while sampling"),
     R("comfy.latent_formats", "Wan21", (), LATENT_PREVIEWS, "previews while sampling"),
 )
+# What web/ calls in the front end: module exports and members of a node on the canvas (checked by the browser
+# suite in the newest host, tests/browser/test_workflows_in_frontend.py).
+FRONTEND_MODULE_EXPORTS: dict[str, tuple[str, ...]] = {
+    "/scripts/app.js": ("app",),
+    "/scripts/api.js": ("api",),
+}
+FRONTEND_CALLS = ("app.registerExtension", "api.apiURL")
+FRONTEND_NODE_MEMBERS = ("addDOMWidget", "setSize", "setDirtyCanvas", "computeSize", "widgets", "size", "id")
+
 FALLBACKS = {  # what the pack does without a feature (either fp8 generation serves: HostFeatures.fp8_layers)
     "fp8": "fp8-scaled files run on the pack's own fp8 layers (kept in fp8, without the host's low-VRAM streaming)",
     PROGRESS_TEXT: "window and step go to the log instead",

@@ -44,10 +44,7 @@ def make_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cp
     return noise.to(device=device, dtype=dtype)
 
 
-def interrupt_check(check_interrupt: Callable[[], None] | None = None) -> Callable[[], None]:
-    """``check_interrupt``, or the host's interrupt check when None: the one place the sampler's
-    building blocks (the loop, windows, the denoiser, ``sample_video``) take their default from."""
-    return check_interrupt if check_interrupt is not None else host.check_interrupt
+interrupt_check = host.interrupt_check  # the default every building block of the sampler takes
 
 
 def _host_progress(total: int) -> ProgressFn:

@@ -145,3 +145,17 @@ def test_check_host_warns_once_for_a_newer_host(monkeypatch, caplog):
         host.check_host()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "ComfyUI 0.40.0 is newer than the newest tested" in warnings[0].getMessage()
+
+
+def test_the_front_end_contract_lists_everything_web_calls():
+    import re
+    from pathlib import Path
+    web = Path(hc.__file__).resolve().parent / "web"
+    text = "\n".join(p.read_text() for p in web.rglob("*.js"))
+    calls = {f"{obj}.{name}" for obj, name in re.findall(r"\b(app|api)\.([A-Za-z_]+)\(", text)}
+    assert calls and calls <= set(hc.FRONTEND_CALLS), calls - set(hc.FRONTEND_CALLS)
+    members = set(re.findall(r"\bnode\.([A-Za-z_]+)", text))
+    hooks = {m for m in members if m.startswith("on")}  # callbacks the pack sets, not calls it makes
+    assert members - hooks <= set(hc.FRONTEND_NODE_MEMBERS), members - hooks - set(hc.FRONTEND_NODE_MEMBERS)
+    imports = set(re.findall(r'from "(?:\.\./)+(scripts/[a-z_]+\.js)"', text))
+    assert {"/" + i for i in imports} == set(hc.FRONTEND_MODULE_EXPORTS)

@@ -42,7 +42,8 @@ import torch
 
 from ...errors import InputError
 from ...models.wan.dit import DiTExtensions
-from ...models.wan.latent_space import LATENT_CHANNELS, latent_frames, pixel_frames
+from ...models.wan.latent_space import (LATENT_CHANNELS, is_frame_count, latent_frames, nearest_frame_counts,
+                                        pixel_frames)
 from ...sampling.wan_denoiser import WanCond
 from ...sampling.windows import Window, slice_frames
 from ...sampling.conditioning import VideoGeometry, branch_frames
@@ -194,10 +195,10 @@ def _check_frames(frames: int | None, available: int) -> int:
         return most
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InputError("frames", f"{frames!r} is not a positive whole number", "4k+1 frames such as 81")
-    if (frames - 1) % 4:
-        lower = frames - (frames - 1) % 4
+    if not is_frame_count(frames):
+        lower, upper = nearest_frame_counts(frames)
         raise InputError("frames", f"{frames} is not of the form 4k+1 that Wan's VAE needs",
-                         f"{lower} or {lower + 4} frames")
+                         f"{lower} or {upper} frames")
     if frames > most:
         raise InputError("reference latent", f"covers {most} frames ({available} latent frames), fewer than the "
                          f"{frames} frames asked for", f"a reference latent encoded for at least {frames} frames")

@@ -38,6 +38,7 @@ from ...errors import InputError
 from ...models.checkpoint.convert import check_tensors
 from ...models.checkpoint.fp8 import expected_shapes as module_shapes
 from ...models.ops import CastOps
+from ...models.wan.latent_space import is_frame_count, nearest_frame_counts
 
 HIDDEN = 16  # the reference's concat_dim * 4
 REF_POSE_CHANNELS = 20  # 4 mask + 16 latent channels of y
@@ -129,10 +130,10 @@ class UniAnimateEncoders(nn.Module):
         """
         frames = _check_image(pose_frames, "pose frames", batch=True)
         count, height, width = frames.shape[:3]
-        if (count - 1) % 4:
-            lower = count - (count - 1) % 4
+        if not is_frame_count(count):
+            lower, upper = nearest_frame_counts(count)
             raise InputError("pose frames", f"{count} frames is not of the form 4k+1",
-                             f"4k+1 frames (e.g. {lower} or {lower + 4}), one per frame of the video")
+                             f"4k+1 frames (e.g. {lower} or {upper}), one per frame of the video")
         _check_multiple("pose frames", height, width, SPATIAL_STRIDE)
         video = frames.to(self.device, dtype).permute(3, 0, 1, 2).unsqueeze(0)  # [1, 3, T, H, W]
         video = torch.cat([video[:, :, :1].expand(-1, -1, LEADING_REPEATS, -1, -1), video], dim=2)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ...errors import InputError
 from ...models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
-from ...models.wan.latent_space import LATENT_CHANNELS
+from ...models.wan.latent_space import LATENT_CHANNELS, pixel_frames
 from ...sampling.wan_denoiser import WanCond
 from ...sampling.windows import Window
 from ...sampling.conditioning import VideoGeometry
@@ -82,7 +82,7 @@ class AnimateConditioning:
     # ------------------------------------------------------------------ tokens
     @property
     def pixel_frames(self) -> int:
-        return 4 * (self.geometry.frames - 2) + 1
+        return pixel_frames(self.geometry.frames - 1)  # the reference latent frame is not a video frame
 
     def pose_tokens(self) -> torch.Tensor:
         """The pose embedding on every latent frame but the reference, ``[1, n_video, dim]``."""
@@ -208,13 +208,13 @@ def build_animate_conditioning(modules: AnimateModules, y: torch.Tensor, pose_la
     if not torch.is_tensor(pose_latent) or tuple(pose_latent.shape) != expected:
         raise InputError("pose latent", f"has shape {list(getattr(pose_latent, 'shape', []))}",
                          f"{list(expected)}: the VAE latent of the clip's rendered poses, one frame fewer than y")
-    pixel_frames = 4 * (frames - 2) + 1
+    video_frames = pixel_frames(frames - 1)
     if face_frames is not None:
         if not torch.is_tensor(face_frames) or face_frames.dim() != 4 or face_frames.shape[-1] != 3:
             raise InputError("face frames", f"have shape {list(getattr(face_frames, 'shape', []))}",
                              "face crops [frames, 512, 512, 3], floats in 0..1")
-        if face_frames.shape[0] != pixel_frames or face_frames_after(pixel_frames) != frames - 1:
-            raise InputError("face frames", f"are {face_frames.shape[0]} crops for a clip of {pixel_frames} frames",
+        if face_frames.shape[0] != video_frames or face_frames_after(video_frames) != frames - 1:
+            raise InputError("face frames", f"are {face_frames.shape[0]} crops for a clip of {video_frames} frames",
                              "one face crop per frame of the clip")
         face_frames = face_frames.detach().to("cpu")
     for name, value in (("positive prompt", context), ("negative prompt", negative_context)):

@@ -178,7 +178,7 @@ def _progress_and_interrupt(total: int, progress: ProgressFn | None, check_inter
     if progress is None:
         bar = host.Progress(total)
         progress = lambda done, total: bar.update(1)  # noqa: E731
-    check = check_interrupt if check_interrupt is not None else host.check_interrupt
+    check = host.interrupt_check(check_interrupt)
     done = [0]
 
     def advance() -> None:

@@ -91,6 +91,36 @@ def test_the_pack_extension_loads_in_the_frontend(frontend):
     assert not [m for m in frontend.errors() if "PoseAnimate" in m or "extension" in m.lower()], frontend.errors()
 
 
+FRONTEND_CONTRACT = """async ([exports, calls, members]) => {
+  const missing = [];
+  const modules = {};
+  for (const [path, names] of Object.entries(exports)) {
+    try { modules[path] = await import(path); } catch (e) { missing.push(`${path}: ${e}`); continue; }
+    for (const name of names) if (!(name in modules[path])) missing.push(`${path} exports no '${name}'`);
+  }
+  const scope = {app: modules["/scripts/app.js"]?.app, api: modules["/scripts/api.js"]?.api};
+  for (const call of calls) {
+    const [obj, fn] = call.split(".");
+    if (typeof scope[obj]?.[fn] !== "function") missing.push(`${call} is not a function`);
+  }
+  const node = LiteGraph.createNode("PoseAnimateRenderPoses");
+  if (!node) missing.push("LiteGraph.createNode('PoseAnimateRenderPoses') made no node");
+  else for (const m of members) if (!(m in node)) missing.push(`a canvas node has no '${m}'`);
+  return {missing, version: window.__COMFYUI_FRONTEND_VERSION__ ?? null};
+}"""
+
+
+def test_the_front_end_offers_what_web_calls(frontend):
+    """The front-end half of the host contract (host_contract.FRONTEND_*): every module export, call and
+    node member the pack's web/ extension uses exists, and the front end is at least the oldest supported."""
+    from poseanimate import host_contract as hc
+    got = frontend.js(FRONTEND_CONTRACT, [hc.FRONTEND_MODULE_EXPORTS, list(hc.FRONTEND_CALLS),
+                                          list(hc.FRONTEND_NODE_MEMBERS)])
+    assert got["missing"] == [], "\n".join(got["missing"])
+    assert got["version"] is not None, "the front end does not say its version (__COMFYUI_FRONTEND_VERSION__)"
+    assert hc.version_tuple(got["version"]) >= hc.version_tuple(hc.MIN_FRONTEND), got["version"]
+
+
 def test_there_are_workflows_to_check():
     assert UI_WORKFLOWS, "no canvas workflows in workflows/"
     for path in UI_WORKFLOWS:
