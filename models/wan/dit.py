@@ -42,6 +42,15 @@ from .config import WanDiTConfig
 from .layers import Head, ImageEmbedding, TimeModulation, WanBlock, sinusoidal_embedding
 from .rope import RopeRotation, concat_rotations, grid_rotation, rope_rotation
 
+
+class ExtensionError(ValueError):
+    """A method filled the DiT's extension points wrongly: a bug in the method, not a user's mistake (the
+    user's inputs are checked at the forward's entry, with InputError)."""
+
+    def __init__(self, what: str, problem: str, expected: str):
+        super().__init__(f"{what} {problem}; expected {expected}")
+
+
 FLF_CLIP_TOKENS = 2 * 257  # first and last frame CLIP tokens, one learned position each
 _COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -201,7 +210,7 @@ class WanDiT(nn.Module):
         extras = [self._check_extra(i, extra, batch) for i, extra in enumerate(ext.extra_tokens)]
         stray = sorted(i for i in ext.block_adapters if not 0 <= i < len(self.blocks))
         if stray:
-            raise InputError("block adapters", f"are attached to blocks {stray}",
+            raise ExtensionError("block adapters", f"are attached to blocks {stray}",
                              f"block indices 0..{len(self.blocks) - 1} of this {len(self.blocks)}-block model")
         rope = self._rope(grid, extras, tokens.device)
         if extras:
@@ -323,19 +332,19 @@ class WanDiT(nn.Module):
         except RuntimeError:
             shape = None
         if shape != (batch, n_video, dim):
-            raise InputError(f"added tokens {i}", f"have shape {tuple(added.shape)}",
+            raise ExtensionError(f"added tokens {i}", f"have shape {tuple(added.shape)}",
                              f"a tensor broadcastable to the video tokens [{batch}, {n_video}, {dim}]")
         return added.float()
 
     def _check_extra(self, i: int, extra: ExtraTokens, batch: int) -> ExtraTokens:
         tokens, positions = extra.tokens, extra.positions
         if tokens.dim() != 3 or tokens.shape[0] not in (1, batch) or tokens.shape[2] != self.config.dim:
-            raise InputError(f"extra tokens {i}", f"have shape {tuple(tokens.shape)}",
+            raise ExtensionError(f"extra tokens {i}", f"have shape {tuple(tokens.shape)}",
                              f"[{batch}, tokens, {self.config.dim}]")
         if tuple(positions.shape) != (tokens.shape[1], 3) or positions.is_floating_point():
-            raise InputError(f"extra tokens {i} positions", f"have shape {tuple(positions.shape)}",
+            raise ExtensionError(f"extra tokens {i} positions", f"have shape {tuple(positions.shape)}",
                              f"an integer tensor [{tokens.shape[1]}, 3] of (frame, h, w) positions")
         if extra.t is not None and tuple(extra.t.shape) != (batch, tokens.shape[1]):
-            raise InputError(f"extra tokens {i} timestep", f"has shape {tuple(extra.t.shape)}",
+            raise ExtensionError(f"extra tokens {i} timestep", f"has shape {tuple(extra.t.shape)}",
                              f"[{batch}, {tokens.shape[1]}]")
         return extra

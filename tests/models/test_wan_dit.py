@@ -17,7 +17,7 @@ from torch import nn
 from poseanimate.errors import InputError
 from poseanimate.models.ops import CastOps
 from poseanimate.models.wan.config import infer_config
-from poseanimate.models.wan.dit import AdapterContext, DiTExtensions, ExtraTokens, WanDiT
+from poseanimate.models.wan.dit import AdapterContext, DiTExtensions, ExtensionError, ExtraTokens, WanDiT
 from poseanimate.models.wan.rope import grid_positions
 
 PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "wan_dit_parity.safetensors"
@@ -288,12 +288,12 @@ def test_other_bad_inputs(fixture, t2v, t2v_inputs):
     with_clip = dict(inputs(fixture, "i2v22", 3), clip_fea=torch.zeros(2, 257, 64))
     assert "no CLIP image branch" in _error(wan22, **with_clip)
     ext = DiTExtensions(added_tokens=[torch.zeros(2, 35, 128)])
-    with pytest.raises(InputError, match="added tokens 0"):
+    with pytest.raises(ExtensionError, match="added tokens 0"):
         run(t2v, ext, **t2v_inputs)
-    with pytest.raises(InputError, match=r"blocks \[2\].*0\.\.1"):
+    with pytest.raises(ExtensionError, match=r"blocks \[2\].*0\.\.1"):
         run(t2v, DiTExtensions(block_adapters={2: [lambda x, c: x]}), **t2v_inputs)
     bad_positions = ExtraTokens(torch.zeros(2, 4, 128), torch.zeros(4, 2, dtype=torch.long))
-    with pytest.raises(InputError, match=r"positions"):
+    with pytest.raises(ExtensionError, match=r"positions"):
         run(t2v, DiTExtensions(extra_tokens=[bad_positions]), **t2v_inputs)
 
 
