@@ -3,7 +3,8 @@
 The host checks a FLOAT widget against its ``min`` and ``max``, but NaN compares false with both and
 passes: a NaN cfg or LoRA strength would run and give an all-black video. :func:`guard_node` wraps a
 node class's FUNCTION so that every argument declared FLOAT in its INPUT_TYPES is checked to be a
-finite number before the node does any work, with the pack's one-line InputError.
+finite number before the node does any work, with the pack's one-line InputError; a node that fails
+or is interrupted has the host free its cached memory on the way out.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import inspect
 import math
 from typing import Any
 
+from .. import host
 from ..errors import InputError
 
 GUARDED = "_poseanimate_guarded"
@@ -45,7 +47,8 @@ def check_float_inputs(cls: type, arguments: dict[str, Any]) -> None:
 
 
 def guard_node(cls: type) -> type:
-    """Wrap ``cls``'s FUNCTION so its FLOAT inputs are checked before it runs (once per class)."""
+    """Wrap ``cls``'s FUNCTION so its FLOAT inputs are checked before it runs and memory is freed when it
+    fails (once per class)."""
     function_name = getattr(cls, "FUNCTION", None)
     method = getattr(cls, function_name, None) if function_name else None
     if method is None or getattr(method, GUARDED, False):
@@ -64,7 +67,11 @@ def guard_node(cls: type) -> type:
         for name, options in floats.items():
             if name in arguments and arguments[name] is not None:
                 check_finite(name, arguments[name], options.get("min"), options.get("max"))
-        return method(*args, **kwargs)
+        try:
+            return method(*args, **kwargs)
+        except BaseException:
+            host.free_memory()  # an interrupted or failed node leaves no cached device memory behind
+            raise
 
     setattr(checked, GUARDED, True)
     setattr(cls, function_name, checked)
