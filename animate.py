@@ -200,6 +200,8 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def check_sizes(frames: int, width: int, height: int) -> None:
+    from poseanimate.memory_budget import check_frames
+    check_frames(frames, "--frames")
     if not is_frame_count(frames):
         lower, upper = nearest_frame_counts(max(frames, 2))  # below 1: "1 or 5"
         raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {upper}")
