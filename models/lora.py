@@ -43,7 +43,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .checkpoint.convert import report_unused
 from .checkpoint.fp8 import dequantize, is_fp8, set_module_tensor
 from .checkpoint.identify import sample_keys
@@ -133,10 +133,11 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
     except InputError:
         raise
     except pickle.UnpicklingError as err:
-        raise InputError(name, f"holds Python objects besides tensors, which are not loaded for safety ({err})",
+        raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
+                         f"({first_line(err)})",
                          "a file of tensors only (convert it to .safetensors)") from err
     except Exception as err:
-        raise InputError(name, f"could not be read ({err})", "a complete LoRA file") from err
+        raise InputError(name, f"could not be read ({first_line(err)})", "a complete LoRA file") from err
     return _tensor_dict(obj, name)
 
 
