@@ -190,7 +190,18 @@ def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> No
             os.remove(tmp)
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """The float options are finite numbers (argparse's float() takes 'nan' and 'inf')."""
+    from poseanimate.nodes.input_checks import check_finite
+    for option in ("cfg", "shift", "fps"):
+        check_finite(f"--{option}", getattr(args, option))
+    if args.fps <= 0:
+        raise InputError("--fps", f"{args.fps} is not positive", "frames per second above 0")
+
+
 def check_sizes(frames: int, width: int, height: int) -> None:
+    from poseanimate.memory_budget import check_frames
+    check_frames(frames, "--frames")
     if not is_frame_count(frames):
         lower, upper = nearest_frame_counts(max(frames, 2))  # below 1: "1 or 5"
         raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {upper}")
@@ -205,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = args.models is None
     workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-") if tiny else None
     try:
+        check_numbers(args)
         if tiny:
             print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
                   "(the real code runs end to end, but the video is noise, not an animation).")

@@ -17,4 +17,10 @@ class InputError(ValueError):
         message = f"{input_name}: {problem}"
         if expected:
             message += f"; expected {expected}"
-        super().__init__(message)
+        super().__init__(" ".join(message.split()))  # one line, whatever a wrapped library error brought in
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of a library's error, cut to ``limit`` characters, for a one-line message."""
+    line = next((s.strip() for s in str(err).splitlines() if s.strip()), type(err).__name__)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

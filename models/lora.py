@@ -24,10 +24,13 @@ fp8 scales) are kept on ``backup_device`` and put back by
 :meth:`MergedLoras.restore`. That costs RAM equal to the touched weights; a
 caller short of RAM reloads the model instead of restoring.
 
-Tensors that are not LoRA weights (UniAnimate's ``dwpose_embedding.*``,
-``randomref_embedding_pose.*``) come back in :attr:`Lora.extra`; LoRA
-weights that match no DiT parameter are named in a warning, and a file where
-none match is refused as a LoRA for another architecture.
+Tensors that are not LoRA weights come back in :attr:`Lora.extra`; they and
+LoRA weights that match no DiT parameter are named in one warning line
+(:func:`~.checkpoint.convert.report_unused`), a file where none match is
+refused as a LoRA for another architecture, and a file mostly unused, or one
+holding another method's own modules (UniAnimate's ``dwpose_embedding.*``,
+``randomref_embedding_pose.*``; Wan2.2-Animate's face and motion encoders), is
+refused as a file for another node.
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
+from .checkpoint.convert import report_unused
 from .checkpoint.fp8 import dequantize, is_fp8, set_module_tensor
 from .checkpoint.identify import sample_keys
 from .checkpoint.wan_keys import (WRAPPER_PREFIXES, diffusers_module_to_official, is_diffusers_layout,
@@ -129,10 +133,11 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
     except InputError:
         raise
     except pickle.UnpicklingError as err:
-        raise InputError(name, f"holds Python objects besides tensors, which are not loaded for safety ({err})",
+        raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
+                         f"({first_line(err)})",
                          "a file of tensors only (convert it to .safetensors)") from err
     except Exception as err:
-        raise InputError(name, f"could not be read ({err})", "a complete LoRA file") from err
+        raise InputError(name, f"could not be read ({first_line(err)})", "a complete LoRA file") from err
     return _tensor_dict(obj, name)
 
 
@@ -188,13 +193,23 @@ def _model_params(model: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, S
     return {k: tuple(v.shape) if torch.is_tensor(v) else tuple(v) for k, v in model.items()}
 
 
+# tensors that make a file another method's own: the node it belongs to
+OTHER_METHODS = {"dwpose_embedding.": "UniAnimate-DiT's file (its pose encoders): load it with Load UniAnimate-DiT",
+                 "randomref_embedding_pose.": "UniAnimate-DiT's file (its pose encoders): load it with Load "
+                                              "UniAnimate-DiT",
+                 "face_encoder.": "a Wan2.2-Animate DiT (its face encoder): load it with Load Wan2.2-Animate",
+                 "motion_encoder.": "a Wan2.2-Animate DiT (its motion encoder): load it with Load Wan2.2-Animate"}
+
+
 def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mapping[str, Sequence[int]],
-               name: str = "LoRA") -> Lora:
+               name: str = "LoRA", total: int | None = None) -> Lora:
     """Resolve a LoRA state dict against the DiT's parameters (a model, or key -> shape).
 
     Raises InputError for a LoRA that fits nothing, a broken pair, an
     unsupported kind (LoCon mid / DoRA) or a shape that does not fit; warns
-    (by name) about LoRA weights that match no parameter.
+    (by name, one line) about tensors it does not use, and refuses a file mostly unused or holding another
+    method's own modules (:data:`OTHER_METHODS`). ``total``: the file's tensor count when the caller took
+    some out before (UniAnimate's encoders); ``len(state_dict)`` otherwise.
     """
     targets = _Targets(_model_params(model))
     label = f"LoRA '{name}'"
@@ -229,9 +244,12 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mappin
     if not lora.updates:
         raise InputError(label, f"is a LoRA for another architecture: none of its {len(lora.unmatched)} weights "
                          f"match a Wan DiT parameter (keys like {sample_keys(lora.unmatched)})", EXPECTED_LORA)
-    if lora.unmatched:
-        log.warning("%s: %d LoRA weight(s) match no Wan DiT parameter and are not applied: %s", label,
-                    len(lora.unmatched), ", ".join(sorted(lora.unmatched)))
+    for what in dict.fromkeys(OTHER_METHODS.values()):
+        foreign = sorted(k for k in lora.extra if any(m in k for m, w in OTHER_METHODS.items() if w == what))
+        if foreign:
+            raise InputError(label, f"is {what} ({len(foreign)} tensor(s) like {sample_keys(foreign, 2)} that a "
+                             "LoRA loader does not use)", EXPECTED_LORA)
+    report_unused(label, [*lora.unmatched, *lora.extra], total or len(state_dict), "Wan DiT LoRA", EXPECTED_LORA)
     return lora
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import memory_budget as mb
 from ..errors import InputError
 from ..pose.keypoints import BODY, PoseFrame, scale_frames
 from ..pose.retarget import retarget_unianimate, retarget_wan_animate
@@ -166,6 +167,9 @@ class PoseAnimateRenderPoses:
         choice(color_order, COLOR_ORDERS, "color_order")
         width, height = render_size(width, height, frames[0].width, frames[0].height)
         fit = FIT_BY_STYLE[style] if fit == "auto" else fit
+        per_frame = mb.image_frames(1, height, width, torch.uint8) + mb.image_frames(1, height, width)
+        mb.check_fits("width", f"{len(frames)} frames at {width}x{height} (drawn, then as IMAGE)",
+                      per_frame * len(frames), "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
         if fit != "stretch":            # the renderer stretches each frame's canvas onto the output itself
             frames = scale_frames(frames, width, height, fit)
         images = opencv_core("render").render_poses(

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.images import fit_image
@@ -115,6 +115,7 @@ class PoseAnimateUniAnimateConditioning:
         height, width = int(pose_video.shape[1]), int(pose_video.shape[2])
         check_video_size(height, width, "pose_video")
         check_frame_count(count, "frames")
+        _check_memory(vae, count, height, width)
         reference = fit_image(reference_image[..., :3], height, width, "reference_image")
         vae_input = torch.full((count, height, width, 3), GRAY, dtype=torch.float32)
         vae_input[0] = reference
@@ -122,6 +123,31 @@ class PoseAnimateUniAnimateConditioning:
         return (build_unianimate_conditioning(
             unianimate.encoders, latent, reference_pose[..., :3], pose_video[..., :3], context, negative_context,
             clip, pose_strength, pose_start, pose_end, frames=count),)
+
+
+def _check_memory(vae: Any, count: int, height: int, width: int) -> None:
+    """Stop before allocating when the conditioning would not fit: on the CPU the VAE input and the padded
+    pose video (float32 frames), on the device one VAE chunk and the pose encoder's activations."""
+    per_frame = mb.image_frames(1, height, width, copies=2)
+    mb.check_fits("frames", f"{count} frames at {width}x{height} (VAE input and pose video)", per_frame * count,
+                  "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
+    tile = getattr(vae, "tile", None)
+    dtype = getattr(getattr(vae, "model", None), "dtype", None) or torch.float32
+    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile)
+    pose_frame = mb.unianimate_pose_embedding(1, height, width) - mb.unianimate_pose_embedding(0, height, width)
+    pose_fixed = mb.unianimate_pose_embedding(0, height, width)
+    mb.check_fits("pose_video", f"encoding {count} frames at {width}x{height} (VAE chunk and pose encoder)",
+                  max(vae_peak, pose_fixed + pose_frame * count), host.compute_device(),
+                  lambda budget: mb.pixel_frames_fitting(pose_frame, pose_fixed, budget) if vae_peak <= budget
+                  else f"tiles (Load Wan VAE's tile_size, about {gb_tile(budget, height, width)}) or a smaller size")
+
+
+def gb_tile(budget: int, height: int, width: int) -> str:
+    """A tile size whose VAE chunk fits ``budget`` (64 latent pixels when even that does not)."""
+    tile = 128
+    while tile > 16 and mb.vae_step(height, width, torch.float32, tile) > budget:
+        tile //= 2
+    return f"{tile}"
 
 
 NODES = {"PoseAnimateUniAnimateLoader": (PoseAnimateUniAnimateLoader, "Load UniAnimate-DiT (PoseAnimate)"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..host_types import video_vae
 from ..models.checkpoint.wan_vae import load_wan_vae
@@ -102,6 +102,13 @@ class PoseAnimateVAEDecode:
         if not torch.is_tensor(latent) or latent.dim() != 5:
             raise InputError("samples", f"holds {type(latent).__name__} of shape "
                              f"{list(getattr(latent, 'shape', []))}", "a video LATENT [1, 16, frames, h, w]")
+        frames, height, width = 4 * (int(latent.shape[2]) - 1) + 1, 8 * int(latent.shape[3]), 8 * int(latent.shape[4])
+        per_frame = mb.image_frames(int(latent.shape[0]), height, width)
+        mb.check_fits("samples", f"decoding {frames} frames at {width}x{height} (the IMAGE output)",
+                      per_frame * frames, "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
+        mb.check_fits("samples", f"decoding at {width}x{height} (one VAE chunk)",
+                      mb.vae_step(height, width, torch.float32, getattr(vae, "tile", None)), host.compute_device(),
+                      lambda budget: "tiles: Load Wan VAE's tile_size (e.g. 64), or a smaller size")
         try:
             return (video_vae(vae).decode(to_model_space(latent)),)
         finally:

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from .. import memory_budget
 from ..errors import InputError
 from ..models.wan.latent_space import is_frame_count, latent_frames, nearest_frame_counts, pixel_frames
 
@@ -41,7 +42,8 @@ def whole_video_frames(available: int) -> int:
 
 
 def check_frame_count(count: int, input_name: str = "frames") -> None:
-    """A 4k+1 frame count; else the nearest valid counts."""
+    """A 4k+1 frame count within the pack's bound; else the nearest valid counts."""
+    memory_budget.check_frames(count, input_name)
     if not is_frame_count(count):
         lower, upper = nearest_frame_counts(count)
         raise InputError(input_name, f"{count} frames is not of the form 4k+1 that Wan's VAE needs",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..methods.wan_animate.plan import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS, plan_clips
 from ..video.drift import correct_drift, correct_video_drift
@@ -51,6 +51,10 @@ class PoseAnimateColorMatch:
               refert_num: str = "1") -> tuple[torch.Tensor, str]:
         frames = video_frames(images, "images")
         reference = video_frames(reference_image, "reference_image")[:1]
+        per_frame = mb.image_frames(1, int(frames.shape[1]), int(frames.shape[2]))
+        mb.check_fits("images", f"correcting {frames.shape[0]} frames at {frames.shape[2]}x{frames.shape[1]}",
+                      per_frame * int(frames.shape[0]), "cpu",
+                      lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
         if segments not in SEGMENTS:
             raise InputError("segments", f"is '{segments}'", f"one of {', '.join(SEGMENTS)}")
         if segments == "animate_clips":

@@ -22,11 +22,12 @@ Output is uint8 ``[H, W, 3]`` (RGB); :func:`to_image_floats` gives 0..1 floats.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
+from .. import host
 from ..errors import InputError
 from .keypoints import BODY, FACE, FACE_LANDMARKS, FEET, LEFT_HAND, RIGHT_HAND, PoseFrame
 
@@ -205,13 +206,19 @@ def render_pose(frame: PoseFrame, width: int | None = None, height: int | None =
 
 
 def render_poses(frames: Sequence[PoseFrame], width: int | None = None, height: int | None = None,
-                 **options) -> np.ndarray:
+                 check_interrupt: Callable[[], None] | None = None, **options) -> np.ndarray:
     """:func:`render_pose` for every frame: ``[N, H, W, 3]`` uint8. Without a
-    size, every frame is drawn at the first frame's size."""
+    size, every frame is drawn at the first frame's size. ``check_interrupt``
+    (default: the host's) runs before every frame."""
     if not frames:
         raise InputError("poses", "are empty", "at least one frame to draw")
     width, height = width or frames[0].width, height or frames[0].height
-    return np.stack([render_pose(f, width, height, **options) for f in frames])
+    check = host.interrupt_check(check_interrupt)
+    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        check()
+        out[i] = render_pose(frame, width, height, **options)
+    return out
 
 
 def letterbox_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -101,3 +101,11 @@ def test_real_mode_without_embeddings_says_what_is_missing(tmp_path, capsys):
     assert animate.main(["--models", str(tmp_path / "models"), "--out", str(tmp_path / "y.mp4"),
                          "--frames", "5", "--width", "32", "--height", "48"]) == 2
     assert "--embeddings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value", [("--cfg", "nan"), ("--shift", "inf"), ("--fps", "-inf"), ("--cfg", "NaN")])
+def test_non_finite_numbers_are_refused_before_work(tmp_path, capsys, option, value):
+    assert animate.main(["--out", str(tmp_path / "x.mp4"), f"{option}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {option}: is ") and "finite number" in err and "\n" not in err
+    assert not (tmp_path / "x.mp4").exists()

@@ -43,10 +43,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
+from .. import host
 from ..errors import InputError
 from ..models.wan.latent_space import latent_frames, pixel_frames
 from ..sampling.windows import WindowPlan, plan_windows
@@ -181,7 +182,8 @@ def _mean_std(moments: torch.Tensor, pixels: int) -> tuple[torch.Tensor, torch.T
 
 def correct_drift(frames: torch.Tensor, windows: Spans, reference: torch.Tensor, strength: float = 1.0, *,
                   out: torch.Tensor | None = None, device: torch.device | str | None = None, chunk: int = 16,
-                  max_scale: float = 2.0, structure_size: int = 64, log_figures: bool = True) -> DriftResult:
+                  max_scale: float = 2.0, structure_size: int = 64, log_figures: bool = True,
+                  check_interrupt: Callable[[], None] | None = None) -> DriftResult:
     """Measure each window's drift from ``reference`` and correct its colours by ``strength``.
 
     ``frames``: the decoded video, IMAGE ``[N, H, W, 3 or 4]`` in 0..1 (alpha kept
@@ -190,8 +192,10 @@ def correct_drift(frames: torch.Tensor, windows: Spans, reference: torch.Tensor,
     (e.g. Wan2.2-Animate's clips). ``reference``: the reference image
     ``[1, H', W', 3]`` (resized to the frames' size when it differs).
     ``strength`` 0 only measures and returns ``frames`` itself. See the module
-    docstring for the maths; ``device`` defaults to the frames' device.
+    docstring for the maths; ``device`` defaults to the frames' device. ``check_interrupt`` (default:
+    the host's) runs before every chunk of both passes.
     """
+    check = host.interrupt_check(check_interrupt)
     _check_images(frames)
     _check_strength(strength, max_scale)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
@@ -216,6 +220,7 @@ def correct_drift(frames: torch.Tensor, windows: Spans, reference: torch.Tensor,
     frame_ssim = torch.zeros(count, dtype=torch.float64)
     histograms = torch.zeros(count, ref_histogram.shape[0], dtype=torch.float64)
     for start in range(0, count, chunk):
+        check()
         rgb = frames[start:start + chunk, ..., :3].to(device)
         n = rgb.shape[0]
         moments[start:start + n] = _moments(srgb_to_lab(rgb))
@@ -248,6 +253,7 @@ def correct_drift(frames: torch.Tensor, windows: Spans, reference: torch.Tensor,
                              f"a float buffer of the frames' shape {list(frames.shape)}")
         corrected_moments = torch.zeros(count, 3, 2, dtype=torch.float64)
         for start in range(0, count, chunk):
+            check()
             rgb = frames[start:start + chunk].to(device)
             n = rgb.shape[0]
             gain = frame_gain[start:start + n].to(device).view(n, 1, 1, 3)

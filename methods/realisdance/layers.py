@@ -29,6 +29,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ... import host
 from ...errors import InputError
 from ...models.checkpoint.convert import attach_scales, check_tensors, convert_weights, group_scales
 from ...models.checkpoint.fp8 import expected_shapes, split_scale_key
@@ -156,7 +157,9 @@ class RealisDanceLayers(nn.Module):
         per_frame = (pose.shape[3] // self.patch_size[1]) * (pose.shape[4] // self.patch_size[2])
         out = torch.empty(batch, frames * per_frame, self.dim, device=self.device, dtype=out_dtype)
         step = max(1, int(frames_per_chunk)) * self.patch_size[0]
+        check = host.interrupt_check()
         for start in range(0, frames, step):
+            check()
             x = self.add_conv_in(pose[:, :, start:start + step]).flatten(2).transpose(1, 2)
             first = (start // self.patch_size[0]) * per_frame
             out[:, first:first + x.shape[1]] = self.add_proj(x).to(out_dtype)

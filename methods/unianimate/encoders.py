@@ -34,6 +34,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ... import host
 from ...errors import InputError
 from ...models.checkpoint.convert import check_tensors
 from ...models.checkpoint.fp8 import expected_shapes as module_shapes
@@ -137,7 +138,11 @@ class UniAnimateEncoders(nn.Module):
         _check_multiple("pose frames", height, width, SPATIAL_STRIDE)
         video = frames.to(self.device, dtype).permute(3, 0, 1, 2).unsqueeze(0)  # [1, 3, T, H, W]
         video = torch.cat([video[:, :, :1].expand(-1, -1, LEADING_REPEATS, -1, -1), video], dim=2)
-        return self.dwpose_embedding(video)
+        check = host.interrupt_check()
+        for layer in self.dwpose_embedding:  # layer by layer: each full-video conv is the long step
+            check()
+            video = layer(video)
+        return video
 
     def pose_tokens(self, pose_frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """:meth:`pose_embedding` flattened to DiT tokens, ``[1, (k + 1) * H/16 * W/16, dim]`` (frame-major)."""

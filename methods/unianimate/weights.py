@@ -108,10 +108,7 @@ def parse_unianimate(state_dict: Mapping[str, torch.Tensor], dit: nn.Module | Ma
             raise InputError("diffusion model", f"takes {in_dim} input channels, so it is not an image-to-video "
                              "model", "a Wan image-to-video DiT (UniAnimate-DiT was trained on Wan 2.1 I2V 14B)")
     encoders = UniAnimateEncoders.from_state_dict(encoder_sd, label)
-    lora = parse_lora(rest, shapes, name)
-    if lora.extra:
-        log.warning("%s: %d tensor(s) are neither LoRA weights nor pose encoders and are ignored: %s", label,
-                    len(lora.extra), ", ".join(sorted(lora.extra)))
+    lora = parse_lora(rest, shapes, name, total=len(state_dict))  # says which tensors it does not use
     return UniAnimateWeights(name, lora, encoders)
 
 

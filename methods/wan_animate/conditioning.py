@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ... import host
 from ...errors import InputError
 from ...models.wan.dit import AdapterContext, BlockAdapter, DiTExtensions
 from ...models.wan.latent_space import LATENT_CHANNELS, pixel_frames
@@ -163,7 +164,9 @@ def encode_faces(modules: AnimateModules, face_frames: torch.Tensor | None, fram
     size = modules.config.motion.size
     cdt, device = modules.compute_dtype, modules.device
     vectors = []
+    check = host.interrupt_check()
     for start in range(0, frames, MOTION_BATCH):
+        check()
         stop = min(frames, start + MOTION_BATCH)
         if face_frames is None:
             batch = torch.full((stop - start, 3, size, size), -1.0, device=device, dtype=cdt)

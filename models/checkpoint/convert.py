@@ -19,6 +19,7 @@ step 1 only.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Mapping, Sequence, TypeVar, Union
@@ -37,6 +38,9 @@ FP8_COMPUTE = torch.bfloat16  # what fp8 weights compute in, and are dequantized
 # are cast when the layer runs, so they may stay in fp8
 LAYER_CLASS_NAMES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "LayerNorm", "GroupNorm", "RMSNorm")
 SHOWN = 6  # keys named per problem in a message
+
+log = logging.getLogger(__name__)
+MOSTLY_UNUSED = 0.5  # a file with more than this share of its tensors unused is not for this node
 
 TensorSource = Union[torch.Tensor, Callable[[], torch.Tensor]]
 T = TypeVar("T")
@@ -74,6 +78,20 @@ def check_tensors(found: Mapping[str, Sequence[int]], expected: Mapping[str, Seq
         problems.append(f"has {len(wrong)} tensor(s) of the wrong shape for the {kind}: {shapes}{more}")
     if problems:
         raise InputError(source, "; ".join(problems), wanted)
+
+
+def report_unused(source: str, unused: Collection[str], total: int, kind: str, wanted: str) -> None:
+    """Say which of a file's tensors a loader does not use: one warning line naming how many and a few
+    keys; an :class:`InputError` when they are most of the file (more than :data:`MOSTLY_UNUSED` of
+    ``total``), which is then a file for another node. ``source``/``kind``/``wanted`` as in
+    :func:`check_tensors`."""
+    if not unused:
+        return
+    if len(unused) > MOSTLY_UNUSED * max(total, 1):
+        raise InputError(source, f"{len(unused)} of its {total} tensors are not used by the {kind} (keys like "
+                         f"{sample_keys(unused, SHOWN)}), so it is a file for another node", wanted)
+    log.warning("%s: %d of its %d tensors are not used by the %s and are ignored: %s", source, len(unused), total,
+                kind, sample_keys(unused, SHOWN))
 
 
 # ---------------------------------------------------------------------------------------------- converting

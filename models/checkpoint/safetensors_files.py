@@ -22,7 +22,7 @@ from typing import Sequence, Union
 
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, first_line
 
 PathLike = Union[str, Path]
 SHARD_NAME = re.compile(r"^(?P<stem>.+)-(?P<index>\d+)-of-(?P<total>\d+)\.safetensors$")
@@ -100,7 +100,8 @@ def _read_config(folder: Path, required: bool) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise InputError(f"model file '{path}'", f"could not be read as JSON ({err})", "a valid config.json") from err
+        raise InputError(f"model file '{path}'", f"could not be read as JSON ({first_line(err)})",
+                         "a valid config.json") from err
     return config if isinstance(config, dict) else {}
 
 
@@ -187,7 +188,7 @@ class TensorReader:
                 keys = list(handle.keys())
                 meta = handle.metadata() or {}
             except Exception as err:  # safetensors raises its own error types for corrupt headers
-                raise InputError(f"model file '{path}'", f"could not be read as safetensors ({err})",
+                raise InputError(f"model file '{path}'", f"could not be read as safetensors ({first_line(err)})",
                                  "a complete .safetensors file (download it again if it was cut off)") from err
             self._handles[path] = handle
             self.metadata.update(meta)
@@ -220,7 +221,7 @@ class TensorReader:
         try:
             return self._handles[path].get_tensor(key)
         except Exception as err:
-            raise InputError(f"model file '{path}'", f"tensor '{key}' could not be read ({err})",
+            raise InputError(f"model file '{path}'", f"tensor '{key}' could not be read ({first_line(err)})",
                              "a complete .safetensors file (download it again if it was cut off)") from err
 
     def file_of(self, key: str) -> Path:

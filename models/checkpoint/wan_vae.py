@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, first_line
 from ..wan.vae import WanVAE, WanVAEConfig
 from .convert import check_tensors
 from .identify import describe_checkpoint, sample_keys
@@ -62,10 +62,11 @@ def read_vae_file(path: str | Path) -> dict[str, torch.Tensor]:
     except InputError:
         raise
     except pickle.UnpicklingError as err:
-        raise InputError(name, f"holds Python objects besides tensors, which are not loaded for safety ({err})",
+        raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
+                         f"({first_line(err)})",
                          "a file of tensors only") from err
     except Exception as err:
-        raise InputError(name, f"could not be read ({err})", f"a complete file: {EXPECTED}") from err
+        raise InputError(name, f"could not be read ({first_line(err)})", f"a complete file: {EXPECTED}") from err
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

@@ -225,10 +225,23 @@ def test_unianimate_extra_tensors_come_back_separately(model, tmp_path):
     state["pipe.randomref_embedding_pose.0.bias"] = randomref
     path = tmp_path / "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
     torch.save(state, path)
-    lora = load_lora(path, model)
-    assert set(lora.extra) == {"dwpose_embedding.0.weight", "randomref_embedding_pose.0.bias"}
-    assert torch.equal(lora.extra["dwpose_embedding.0.weight"], dwpose)
-    assert list(lora.updates) == ["blocks.0.self_attn.q.weight"] and not lora.unmatched
+    # a LoRA loader given UniAnimate's file refuses it and names the node it belongs to (issue 19)
+    with pytest.raises(InputError, match="UniAnimate-DiT's file.*Load UniAnimate-DiT.*2 tensor"):
+        load_lora(path, model)
+
+
+def test_unused_tensors_one_warning_line_and_mostly_unused_refused(model, caplog):
+    state = _style(_pairs(model, 1, ["blocks.0.self_attn.q"]), "peft_unianimate")
+    state["pipe.other.weight"] = torch.zeros(3)
+    with caplog.at_level("WARNING"):
+        lora = parse_lora(state, model, "x")
+    assert list(lora.extra) == ["other.weight"]
+    lines = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert len(lines) == 1 and f"1 of its {len(state)} tensors" in lines[0] and "other.weight" in lines[0]
+    for i in range(len(state)):
+        state[f"pipe.stray{i}.weight"] = torch.zeros(3)
+    with pytest.raises(InputError, match="tensors are not used by the Wan DiT LoRA.*file for another node"):
+        parse_lora(state, model, "x")
 
 
 class _NotATensor:

@@ -67,6 +67,32 @@ class PoseAnimateTestLoadedModels:
         return {"ui": {"text": names}}
 
 
+class PoseAnimateTestMemory:
+    """Reports the server process's resident memory (now and at its peak, MB) and the images' shape as UI text:
+    a cheap output node for memory checks."""
+
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}}
+
+    def report(self, images):
+        import gc
+        import resource
+        gc.collect()
+        rss = 0
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) // 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        return {"ui": {"text": [f"{rss}", f"{peak}", str(list(images.shape))]}}
+
+
 class PoseAnimateTestPoses:
     """A standing figure as POSE_KEYPOINT (OpenPose layout, pixels), swaying right, for nodes that need a real
     body where the tiny keypoint models put every point on one spot."""
@@ -96,6 +122,7 @@ class PoseAnimateTestPoses:
 
 
 NODE_CLASS_MAPPINGS = {"PoseAnimateTestLoadedModels": PoseAnimateTestLoadedModels,
+                       "PoseAnimateTestMemory": PoseAnimateTestMemory,
                        "PoseAnimateTestPoses": PoseAnimateTestPoses,
                        "PoseAnimateTestTextEncode": PoseAnimateTestTextEncode,
                        "PoseAnimateTestClipVisionEncode": PoseAnimateTestClipVisionEncode}

@@ -194,3 +194,14 @@ def test_relighting_lora_targeting_face_or_modulation_is_refused(loaded, key):
         parse_relight_lora({**good, **bad}, dit, modules)
     with pytest.raises(InputError, match="face or modulation"):
         parse_relight_lora({**good, **bad}, dit)  # without the modules too
+
+
+def test_relighting_lora_given_unianimate_file_is_refused(loaded):
+    """Issue 19: the relighting node given UniAnimate-DiT's checkpoint used to drop its pose encoders silently."""
+    dit, modules = loaded
+    state = {"blocks.0.self_attn.q.lora_A.weight": torch.zeros(4, 64),
+             "blocks.0.self_attn.q.lora_B.weight": torch.zeros(64, 4),
+             "dwpose_embedding.0.weight": torch.zeros(16, 3, 3, 3, 3),
+             "randomref_embedding_pose.0.weight": torch.zeros(16, 3, 3, 3)}
+    with pytest.raises(InputError, match="UniAnimate-DiT's file.*Load UniAnimate-DiT"):
+        parse_relight_lora(state, dit, modules, "UniAnimate-Wan2.1-14B-Lora-12000.ckpt")

@@ -1,0 +1,112 @@
+"""Memory estimates before work, for the nodes that allocate in proportion to frames x pixels.
+
+Each estimate is a count of the large tensors a step holds at its peak, from sizes and dtypes (written
+next to each function; not a measurement). :func:`check_fits` compares it with what the device can hold
+(CUDA: the device's whole memory, which the host frees for a node by offloading models; the CPU:
+``MemAvailable`` of /proc/meminfo, psutil where that file is missing) and stops the node before it allocates, with an
+InputError naming the input, the estimate and what would fit. Tests and users may set the budget with
+:func:`set_budget` or ``POSEANIMATE_MEMORY_BUDGET_GB``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from .errors import InputError
+
+GB = 1024 ** 3
+MAX_FRAMES = 10001  # above ~10 minutes at 16 fps a frame count is a typo, whatever the memory
+HEADROOM = 0.9      # of the free memory a node may plan to use
+
+_budget: Callable[[torch.device], int] | None = None
+
+
+def set_budget(budget: int | Callable[[torch.device], int] | None) -> None:
+    """Bytes a node may use (a number, or a function of the device); None: measure it."""
+    global _budget
+    _budget = (lambda _device: budget) if isinstance(budget, int) else budget
+
+
+def available(device: torch.device | str) -> int:
+    """Bytes the device (or, on the CPU, the process) can still hold."""
+    device = torch.device(device)
+    if _budget is not None:
+        return int(_budget(device))
+    env = os.environ.get("POSEANIMATE_MEMORY_BUDGET_GB")
+    if env:
+        return int(float(env) * GB)
+    if device.type == "cuda" and torch.cuda.is_available():
+        # the whole device: the host's model management offloads models to make room for a node's work,
+        # so what must fit is the work itself (a node does not know what the host could free)
+        _free, total = torch.cuda.mem_get_info(device)
+        return int(total * HEADROOM)
+    return int(_cpu_available() * HEADROOM)
+
+
+def _cpu_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return 1 << 62  # unknown: do not refuse
+
+
+def dtype_bytes(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def check_frames(count: int, input_name: str = "frames") -> None:
+    """A frame count within :data:`MAX_FRAMES`."""
+    if count > MAX_FRAMES:
+        raise InputError(input_name, f"{count} frames is more than the {MAX_FRAMES} the pack takes",
+                         f"at most {MAX_FRAMES} frames (make longer videos in parts)")
+
+
+def gb(n: float) -> str:
+    return f"{n / GB:.1f} GB"
+
+
+def check_fits(input_name: str, what: str, needed: int, device: torch.device | str,
+               fitting: Callable[[int], str] | None = None) -> None:
+    """Stop before allocating when ``needed`` bytes do not fit ``device``; ``fitting(budget)`` says what would."""
+    budget = available(device)
+    if needed > budget:
+        expected = fitting(budget) if fitting is not None else f"a request under {gb(budget)}"
+        raise InputError(input_name, f"{what} needs about {gb(needed)}, more than the {gb(budget)} "
+                         f"{torch.device(device).type} memory available", expected)
+
+
+# ---------------------------------------------------------------- estimates (bytes at the peak)
+def image_frames(frames: int, height: int, width: int, dtype: torch.dtype = torch.float32, copies: int = 1) -> int:
+    """``copies`` IMAGE tensors ``[frames, height, width, 3]``."""
+    return copies * frames * height * width * 3 * dtype_bytes(dtype)
+
+
+def vae_step(height: int, width: int, dtype: torch.dtype, tile: int | None, dim: int = 96) -> int:
+    """One streamed VAE chunk: at full resolution the first blocks hold ``dim`` channels x 4 frames; with
+    the input, output, residual and causal cache about 4 such activations live at once. Tiles bound it
+    to ``tile`` x 8 pixels a side (plus the overlap, rounded into the factor)."""
+    if tile:
+        height, width = min(height, tile * 8 * 2), min(width, tile * 8 * 2)
+    return 4 * dim * 4 * height * width * dtype_bytes(dtype)
+
+
+def unianimate_pose_embedding(frames: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:
+    """UniAnimate's pose encoder: two full-resolution 16-channel activations over frames + 3 leading repeats."""
+    return 2 * 16 * (frames + 3) * height * width * dtype_bytes(dtype)
+
+
+def pixel_frames_fitting(per_frame: int, fixed: int, budget: int) -> str:
+    """'at most N frames at this size' for an estimate ``fixed + per_frame * frames``."""
+    most = max(0, (budget - fixed) // max(per_frame, 1))
+    most = (most - 1) // 4 * 4 + 1 if most >= 1 else 0
+    return f"at most {most} frames at this size, or a smaller size" if most else "a smaller size (or tiles)"

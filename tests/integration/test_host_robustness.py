@@ -1,0 +1,137 @@
+"""Robustness in a real ComfyUI (issue 19), on tiny models through /prompt: bad values, huge requests,
+broken and malicious files, an interrupt inside a long node, and back-to-back jobs. Each case asserts the
+pack's one-line message (as ``node_errors`` when the host's own validation catches it first, or as
+``execution_error``) and that the server then runs the next job."""
+import importlib.util
+import json
+import math
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("method_workflows", HERE / "method_workflows.py")
+mw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mw)
+W, H = mw.W, mw.H
+
+
+def tiny_workflow(**sets) -> dict:
+    """The shipped UniAnimate-DiT workflow on tiny models, 5 frames, 2 steps (as its workflow test)."""
+    wf = mw.with_test_encoders(mw.shipped("unianimate"), ("12", "13"), ("15",), drop=("11", "14"))
+    wf["4"]["inputs"].update(width=W, height=H)
+    for node_id in ("9", "10"):
+        wf[node_id]["inputs"].update(width=W, height=H)
+    wf["17"]["inputs"].update(weight_dtype="fp32", compute_dtype="fp32")
+    wf["16"]["inputs"].update(dtype="fp32")
+    wf["19"]["inputs"].update(frames=5)
+    wf["20"]["inputs"].update(steps=2)
+    return mw.apply_sets(wf, sets)
+
+
+def decode_workflow(width: int, height: int, length: int) -> dict:
+    """An empty video latent through the pack's streamed VAE decode, into a cheap output node."""
+    return {"1": {"class_type": "EmptyHunyuanLatentVideo",
+                  "inputs": {"width": width, "height": height, "length": length, "batch_size": 1}},
+            "2": {"class_type": "PoseAnimateVAELoader",
+                  "inputs": {"vae_name": "wan_2.1_vae.safetensors", "dtype": "fp32", "tile_size": 0,
+                             "tile_overlap": 8}},
+            "3": {"class_type": "PoseAnimateVAEDecode", "inputs": {"samples": ["1", 0], "vae": ["2", 0]}},
+            "4": {"class_type": "PoseAnimateTestMemory", "inputs": {"images": ["3", 0]}}}
+
+
+def refused(comfy, workflow: dict, node_id: str) -> str:
+    """The message a bad workflow is refused with: the host's validation (node_errors) or the node's own
+    execution_error."""
+    try:
+        result = comfy.run(workflow, timeout=300)
+    except comfy.Rejected as err:
+        return json.dumps(err.node_errors.get(node_id, err.body))
+    assert result.status == "error", f"not refused: {result.status}"
+    assert str(result.error.get("node_id")) == node_id, result.error
+    return result.error["exception_message"]
+
+
+def next_job_runs(comfy, seed: int) -> None:
+    result = comfy.run(tiny_workflow(**{"20__seed": seed}), timeout=600)
+    assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-3000:]
+
+
+@pytest.mark.parametrize("node_id,name", [("20", "cfg"), ("18", "lora_strength"), ("19", "pose_strength")])
+def test_nan_and_infinity_are_refused(method_server, node_id, name):
+    comfy = method_server
+    nan = refused(comfy, tiny_workflow(**{f"{node_id}__{name}": math.nan}), node_id)
+    assert nan.startswith(f"{name}: is nan (not a finite number); expected a finite number"), nan
+    inf = refused(comfy, tiny_workflow(**{f"{node_id}__{name}": math.inf}), node_id)
+    # the host's own range check catches infinity first (its message names the input and the bound)
+    assert (f"{name}: is inf" in inf) or (name in inf and "inf" in inf and "max" in inf.lower()), inf
+    next_job_runs(comfy, seed=hash(name) % 1000)
+
+
+def test_huge_frame_count_and_size_are_refused_before_work(method_server):
+    comfy = method_server
+    frames = refused(comfy, tiny_workflow(**{"19__frames": 100001}), "19")
+    assert frames.startswith("frames: 100001 frames is more than the 10001 the pack takes"), frames
+    # 8192x8192: one chunk of the fp32 VAE alone is estimated far above any machine's memory
+    started = time.monotonic()
+    size = refused(comfy, decode_workflow(8192, 8192, 5), "3")
+    assert size.startswith("samples: decoding ") and "8192x8192" in size and "GB, more than the" in size, size
+    assert time.monotonic() - started < 30, "refused only after working"
+    next_job_runs(comfy, seed=101)
+
+
+def _bad_files(loras: Path) -> dict:
+    good = (loras / "UniAnimate-Wan2.1-14B-Lora-12000.ckpt").read_bytes()
+    marker = loras.parent.parent / "pickle_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    files = {"rb_truncated.ckpt": good[: len(good) // 2], "rb_empty.ckpt": b"",
+             "rb_random.safetensors": os.urandom(4096), "rb_code.ckpt": pickle.dumps({"x": Payload()})}
+    for name, data in files.items():
+        (loras / name).write_bytes(data)
+    return {"files": list(files), "marker": marker}
+
+
+def test_broken_and_malicious_files_are_refused(method_server):
+    comfy = method_server
+    bad = _bad_files(comfy.models_dir / "loras")
+    for name in bad["files"]:
+        message = refused(comfy, tiny_workflow(**{"18__unianimate_name": name}), "18")
+        assert message.startswith("LoRA file '") and name in message.split(";")[0], message
+        assert "\n" not in message.strip()
+        if name == "rb_code.ckpt":
+            assert "not loaded for safety" in message, message
+    assert not bad["marker"].exists(), "the pickle's code ran"
+    next_job_runs(comfy, seed=202)
+
+
+def test_interrupt_inside_vae_decode_returns_quickly_and_the_next_job_runs(method_server):
+    comfy = method_server
+    prompt_id = comfy.queue(decode_workflow(256, 256, 1601))  # 401 latent frames through the streamed decode
+    comfy.wait_for_progress(prompt_id, "3", at_least=3, timeout=300)
+    asked = time.monotonic()
+    comfy.interrupt()
+    result = comfy.wait(prompt_id, timeout=60, poll_s=0.05)
+    stopped_after = time.monotonic() - asked
+    assert result.interrupted, result.messages
+    print(f"interrupt inside VAE decode: stopped {stopped_after:.2f} s after /interrupt")
+    assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.2f} s after the interrupt"
+    next_job_runs(comfy, seed=303)
+
+
+def test_back_to_back_jobs_keep_memory_bounded(method_server):
+    comfy = method_server
+    rss = []
+    for seed in range(5):
+        wf = tiny_workflow(**{"20__seed": 400 + seed})
+        wf["99"] = {"class_type": "PoseAnimateTestMemory", "inputs": {"images": ["21", 0]}}
+        result = comfy.run(wf, timeout=600)
+        assert result.status == "success", result.error
+        rss.append(int(result.outputs["99"]["text"][0]))
+    print(f"back-to-back resident memory (MB): {rss}")
+    assert rss[-1] - rss[1] < max(64, 0.05 * rss[1]), rss  # after the first job warmed the caches
