@@ -192,7 +192,8 @@ class PoseAnimateFaceCrops:
             "size": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
                      "tooltip": "Side of the square crops; Wan2.2-Animate's face encoder takes 512."}),
             "person_index": ("INT", {"default": 0, "min": 0, "max": 64,
-                             "tooltip": "Whose face, by position in each frame's people (0: the first)."}),
+                             "tooltip": "Whose face: the person_index-th person tracked through the video (0: the "
+                                        "first person of the first frame), the same person in every frame."}),
             "scale": ("FLOAT", {"default": 1.3, "min": 1.0, "max": 4.0, "step": 0.05,
                       "tooltip": "How much the landmarks' box grows in area; Wan2.2-Animate uses 1.3."}),
         }}
