@@ -2,24 +2,35 @@
 
 The driving person's proportions (shoulder width, limb lengths, height) differ
 from the character in the reference image; drawn as they are, the pose would
-tell the model to reshape the character. Both methods measure the driving
-body on its first frame (the first with a person) against the reference pose,
-then, frame by frame, keep the driving motion (bone directions, foreshortening,
-travel) while giving every bone the reference's length, and anchor the body
-where the reference stands. The first person of each frame is retargeted
-(select people first); frames without one stay empty. Output frames live in
-the reference image's pixels.
+tell the model to reshape the character. Both methods keep the driving motion
+(bone directions, foreshortening, travel) while giving every bone of the
+reference body (:data:`BONES`: head, arms, torso, hip width, legs) the
+reference's length, and hands, feet and face the reference's size, and anchor
+the body where the reference stands. Each bone's ratio is measured over every
+frame where its joints are seen with confidence (the median driving length;
+the first frame is not special), with a fallback of its own when it cannot be
+measured (:class:`_WholeBody`). The person retargeted is tracked through the
+video (track 0 of :func:`~.people.select_people`: the first person of the
+first frame); frames without them stay empty. Output frames live in the
+reference image's pixels. :func:`retarget_report` says how far the result is
+from the reference and which frames miss joints.
 
 * :func:`retarget_unianimate` follows UniAnimate-DiT's ``run_align_pose.py``:
-  global x/y scale from shoulder width and torso height, then per-bone ratios
-  chained from the neck, anchored at the reference's neck.
+  global x/y scale from shoulder width and torso height (the bones'
+  directions), bones from the neck, anchored at the reference's neck.
 * :func:`retarget_wan_animate` follows Wan2.2-Animate's ``retarget_pose.py``:
-  one scale from body height, per-bone ratios (left/right made symmetric, feet
-  at most half a shin), anchored at the feet for full bodies, else the neck.
+  one scale from body height, bones from the neck, anchored at the feet for
+  full bodies, else the neck.
 
-Where the references misbehave on missing points (they measure bones from
-undetected points, or flip the body when shoulders are seen from behind) these
-versions skip what cannot be measured; the docstrings say where.
+``reference_compat=True`` runs the references' own rules instead
+(:func:`_unianimate_reference`, :func:`_wan_animate_reference`, parity-tested
+against both projects): ratios from the first frame, hips placed by the global
+scale (UniAnimate) or along neck-to-hip limbs (Wan), the face at the driving
+size (UniAnimate), unmeasured limbs at the global or mean shoulder ratio, the
+first person of each frame; UniAnimate's ``space="normalized"`` exists only
+there. Where the references misbehave on missing points (they measure bones
+from undetected points, or flip the body when shoulders are seen from behind)
+these versions skip what cannot be measured; the docstrings say where.
 """
 from __future__ import annotations
 
@@ -644,9 +655,8 @@ def retarget_wan_animate(driving: Sequence[PoseFrame], reference: PoseFrame, min
     first_frame = driving[starts[0]]
     src0, ref20 = body20(persons[0]), body20(ref_person)
     scale = _wan_scale(src0, first_frame, ref20, reference)
-    scaled_size = np.array([int(reference.width * scale), int(reference.height * scale)], float)
-    ref_scaled = ref_person.copy()
-    ref_scaled[:, :2] = ref_person[:, :2] / (reference.width, reference.height) * scaled_size
+    ref_scaled = ref_person.copy()            # exactly (Wan truncates the scaled canvas to whole pixels)
+    ref_scaled[:, :2] = ref_person[:, :2] * scale
     seen = [p.copy() for p in persons]
     for p in seen:
         p[p[:, 2] <= min_confidence, 2] = 0.0
