@@ -217,3 +217,19 @@ def test_normalized_space_is_the_reference_behaviour_only():
     err, _ = _errors(out, reference, driving)
     assert np.nanmax(np.abs(err)) > 0.2
     assert rt.retarget_report(driving, out, reference).worst_error > 0.2
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_frame_with_one_hip_keeps_that_hip_at_the_reference_distance(mode):
+    """Without the other hip there is no torso midpoint or hip width: the seen hip hangs from the neck at
+    the reference's neck-to-hip length (its own bone), and its leg follows at the reference's lengths."""
+    reference, driving = _reference("child_square"), _driving("tall_landscape", 6)
+    person = driving[3].people.copy()
+    person[0, rt.L_HIP] = 0.0
+    driving[3] = driving[3].replace(people=person)
+    out = MODES[mode](driving, reference)
+    ref, p = reference.people[0], out[3].people[0]
+    assert p[rt.L_HIP, 2] == 0
+    for bone in ((rt.NECK, rt.R_HIP), (rt.R_HIP, rt.R_KNEE), (rt.R_KNEE, rt.R_ANKLE)):
+        assert np.linalg.norm(_vec(p, bone)) == pytest.approx(np.linalg.norm(_vec(ref, bone)), rel=0.05)
+    assert rt.retarget_report(driving, out, reference).missing_frames == [3]
