@@ -136,9 +136,10 @@ class PoseAnimateExtractPoses:
                                             "reference image (one frame)."}),
             "pose_model": (POSE_MODEL_TYPE, {"tooltip": "The models from Load Pose Models (PoseAnimate)."}),
             "people": (list(SELECT_MODES), {"default": "largest",
-                       "tooltip": "Who to keep per frame: the person with the largest body (largest), the "
-                                  "person_index-th in the detector's ranking (index), or everyone (all). "
-                                  "Retargeting and face crops use the first person kept."}),
+                       "tooltip": "Who to keep: people are tracked through the video, then the person with the "
+                                  "largest body over the video (largest), the person_index-th track (index; 0 is "
+                                  "the detector's best-ranked person of the first frame), or everyone (all, in "
+                                  "track order). Retargeting and face crops use the first person kept."}),
             "person_index": ("INT", {"default": 0, "min": 0, "max": 64,
                              "tooltip": "Which person for people = index; 0 is the detector's best-ranked."}),
             "empty_frames": (list(EMPTY_FRAME_POLICIES), {"default": WHOLE_FRAME,
@@ -198,7 +199,7 @@ class PoseAnimateExtractPoses:
             check_smoothing(min_cutoff, beta, fps)
 
         poses = pose_model.estimator(
-            frames, max_people=person_index + 1 if people == "index" else None,
+            frames, max_people=None,            # every person: tracking needs them to follow the chosen one
             when_none_found="full_frame" if empty_frames == WHOLE_FRAME else "skip",
             batch_size=batch_size, progress=progress_callback())
         poses = select_people(poses, people, person_index)

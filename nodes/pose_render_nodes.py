@@ -1,23 +1,27 @@
 """Nodes that retarget, draw and crop from poses. Thin: checks, a core call, ComfyUI types out."""
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .. import memory_budget as mb
 from ..errors import InputError
 from ..pose.keypoints import BODY, PoseFrame, scale_frames
-from ..pose.retarget import retarget_unianimate, retarget_wan_animate
+from ..pose.retarget import retarget_report, retarget_unianimate, retarget_wan_animate
 from .pose_io import CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_in, poses_out
 from .pose_preview import preview_ui
 
 STYLES = ("openpose", "unianimate", "wan_animate")     # pose/render.py's styles (it needs OpenCV to import)
-RETARGET_METHODS = ("unianimate", "wan_animate", "none")
+RETARGET_METHODS = ("unianimate", "wan_animate", "none", "unianimate_reference", "wan_animate_reference")
 SPACES = ("pixels", "normalized")
 FITS = ("auto", "letterbox", "stretch", "crop")
 FIT_BY_STYLE = {"openpose": "letterbox", "unianimate": "stretch", "wan_animate": "letterbox"}
 SWITCHES = {"auto": None, "on": True, "off": False}
 COLOR_ORDERS = ("auto", "rgb", "bgr")
 MAX_SIZE = 16384
+
+log = logging.getLogger(__name__)
 ASPECT_TOLERANCE = 0.05
 
 
@@ -38,10 +42,12 @@ class PoseAnimateRetargetPoses:
     DESCRIPTION = ("Moves the driving motion onto the reference character's body: every bone gets the "
                    "reference's length, the body stands where the reference stands, and the motion (directions, "
                    "travel) stays the driving video's. Output poses are in the reference image's pixels. The "
-                   "first person of each frame is retargeted. After a run the node plays the retargeted skeletons.")
+                   "first person of the first frame is retargeted, followed through the video. The report output "
+                   "(also logged) gives the worst bone error against the reference and the frames with missing "
+                   "joints. After a run the node plays the retargeted skeletons.")
     CATEGORY = CATEGORY
-    RETURN_TYPES = (POSE_KEYPOINT,)
-    RETURN_NAMES = ("poses",)
+    RETURN_TYPES = (POSE_KEYPOINT, "STRING")           # report last: the shipped workflows' links keep their slots
+    RETURN_NAMES = ("poses", "report")
     FUNCTION = "retarget_with_canvas_preview"
 
     @classmethod
@@ -54,46 +60,58 @@ class PoseAnimateRetargetPoses:
             "method": (list(RETARGET_METHODS), {"default": "unianimate",
                        "tooltip": "unianimate: UniAnimate-DiT's run_align_pose (global scale from shoulders and "
                                   "torso, bones from the neck, anchored at the neck). wan_animate: "
-                                  "Wan2.2-Animate's retarget_pose (scale from body height, symmetric limbs, "
-                                  "anchored at the feet). none: the driving poses unchanged."}),
+                                  "Wan2.2-Animate's retarget_pose (scale from body height, anchored at the feet). "
+                                  "Both keep every bone of the reference (hips and face included), measured over "
+                                  "the whole video. unianimate_reference / wan_animate_reference: the projects' "
+                                  "own rules unchanged (first-frame ratios, hips and face not retargeted). none: "
+                                  "the driving poses unchanged."}),
             "unianimate_space": (list(SPACES), {"default": "pixels",
-                                 "tooltip": "unianimate only. Measure lengths in pixels, or in coordinates divided "
-                                            "by each image's size as UniAnimate's code does (the same when both "
-                                            "images have one aspect ratio)."}),
+                                 "tooltip": "unianimate_reference only. Measure lengths in pixels, or in "
+                                            "coordinates divided by each image's size as UniAnimate's code does "
+                                            "(distorts bones unless both images are square). unianimate always "
+                                            "measures in pixels."}),
             "keep_bone_lengths": ("BOOLEAN", {"default": True,
-                                  "tooltip": "unianimate only. On: a bone keeps the reference's length and only "
+                                  "tooltip": "unianimate modes. On: a bone keeps the reference's length and only "
                                              "shortens when the driving bone does. Off: UniAnimate's own rule (a "
                                              "turning bone changes length when x and y scale differently)."}),
             "wan_min_confidence": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                   "tooltip": "wan_animate only. Points at or below this confidence are not "
+                                   "tooltip": "wan_animate modes. Points at or below this confidence are not "
                                               "measured."}),
             "wan_hand_threshold": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01,
-                                   "tooltip": "wan_animate only. A hand's wrist point must reach this confidence "
+                                   "tooltip": "wan_animate modes. A hand's wrist point must reach this confidence "
                                               "to anchor the hand on the body's wrist."}),
         }}
 
     def retarget_with_canvas_preview(self, **inputs) -> dict:
         """The host's entry: :meth:`retarget`, plus the skeletons the node plays on the canvas."""
-        (poses,) = self.retarget(**inputs)
-        return {"ui": preview_ui("retarget", poses_in(poses, "poses")), "result": (poses,)}
+        poses, report = self.retarget(**inputs)
+        return {"ui": preview_ui("retarget", poses_in(poses, "poses")), "result": (poses, report)}
 
     def retarget(self, driving_poses, reference_pose, method: str, unianimate_space: str, keep_bone_lengths: bool,
-                 wan_min_confidence: float, wan_hand_threshold: float) -> tuple[list[dict]]:
+                 wan_min_confidence: float, wan_hand_threshold: float) -> tuple[list[dict], str]:
         choice(method, RETARGET_METHODS, "method")
         driving = poses_in(driving_poses, "driving_poses")
         if method == "none":
-            return (poses_out(driving),)
+            return poses_out(driving), "retarget: none (the driving poses unchanged)"
         reference = _reference_frame(reference_pose, "reference_pose")
-        if method == "unianimate":
+        compat = method.endswith("_reference")
+        if method.startswith("unianimate"):
             choice(unianimate_space, SPACES, "unianimate_space")
-            out = retarget_unianimate(driving, reference, space=unianimate_space, keep_bone_lengths=keep_bone_lengths)
+            if unianimate_space == "normalized" and not compat:
+                raise InputError("unianimate_space", "is 'normalized' with method 'unianimate'",
+                                 "'pixels', or method 'unianimate_reference' for UniAnimate's own normalized "
+                                 "measure (it distorts bones unless both images are square)")
+            out = retarget_unianimate(driving, reference, space=unianimate_space, keep_bone_lengths=keep_bone_lengths,
+                                      reference_compat=compat)
         else:
             for name, value in (("wan_min_confidence", wan_min_confidence), ("wan_hand_threshold", wan_hand_threshold)):
                 if not 0.0 <= value <= 1.0:
                     raise InputError(name, f"is {value}", "a confidence between 0 and 1")
             out = retarget_wan_animate(driving, reference, min_confidence=wan_min_confidence,
-                                       hand_threshold=wan_hand_threshold)
-        return (poses_out(out),)
+                                       hand_threshold=wan_hand_threshold, reference_compat=compat)
+        report = f"{retarget_report(driving, out, reference).line()} [{method}]"
+        log.info(report)
+        return poses_out(out), report
 
 
 def render_size(width: int, height: int, canvas_w: int, canvas_h: int) -> tuple[int, int]:
@@ -196,7 +214,8 @@ class PoseAnimateFaceCrops:
             "size": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
                      "tooltip": "Side of the square crops; Wan2.2-Animate's face encoder takes 512."}),
             "person_index": ("INT", {"default": 0, "min": 0, "max": 64,
-                             "tooltip": "Whose face, by position in each frame's people (0: the first)."}),
+                             "tooltip": "Whose face: the person_index-th person tracked through the video (0: the "
+                                        "first person of the first frame), the same person in every frame."}),
             "scale": ("FLOAT", {"default": 1.3, "min": 1.0, "max": 4.0, "step": 0.05,
                       "tooltip": "How much the landmarks' box grows in area; Wan2.2-Animate uses 1.3."}),
         }}

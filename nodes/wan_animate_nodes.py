@@ -27,6 +27,7 @@ from ..sampling.schedulers import SCHEDULER_NAMES
 from ..methods.wan_animate.plan import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
 from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options,
                           with_lora)
+from ..pose.people import select_people
 from .pose_io import POSE_KEYPOINT, poses_in
 from .sampler_nodes import running_dit
 from .video_inputs import VAE_INPUT, check_video_size, prompt_inputs, video_frames
@@ -118,7 +119,9 @@ class PoseAnimatePoseMask:
             "poses": (POSE_KEYPOINT, {"tooltip": "The driving video's poses (not retargeted)."}),
             "width": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "Mask width; 0: the poses' canvas."}),
             "height": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "Mask height; 0: the poses' canvas."}),
-            "person_index": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Whose body, per frame."}),
+            "person_index": ("INT", {"default": 0, "min": 0, "max": 64,
+                             "tooltip": "Whose body: the person_index-th person tracked through the video "
+                                        "(0: the first person of the first frame)."}),
             "dilation_iterations": ("INT", {"default": 3, "min": 0, "max": 20,
                                             "tooltip": "Growth of the hull; the reference uses 3."}),
             "dilation_kernel": ("INT", {"default": 7, "min": 1, "max": 63, "tooltip": "Growth kernel; the reference "
@@ -132,7 +135,10 @@ class PoseAnimatePoseMask:
              dilation_kernel: int, grid_columns: int, grid_rows: int) -> tuple[torch.Tensor]:
         frames = poses_in(poses, "poses")
         size = (height or frames[0].height, width or frames[0].width)
-        masks = pose_mask(frames, size, person_index, iterations=dilation_iterations, kernel=dilation_kernel,
+        if person_index < 0:
+            raise InputError("person_index", f"is {person_index}", "0 or more")
+        frames = select_people(frames, "index", person_index)       # the same person in every frame
+        masks = pose_mask(frames, size, 0, iterations=dilation_iterations, kernel=dilation_kernel,
                           w_len=grid_columns, h_len=grid_rows)
         return (torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32)),)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .keypoints import FACE, FACE_LANDMARKS, PoseFrame
+from .people import select_people
 
 
 def face_box(landmarks: np.ndarray, image_hw: tuple[int, int], scale: float = 1.3) -> tuple[int, int, int, int] | None:
@@ -40,16 +41,17 @@ def face_box(landmarks: np.ndarray, image_hw: tuple[int, int], scale: float = 1.
 
 def face_boxes(frames: Sequence[PoseFrame], image_hw: tuple[int, int], scale: float = 1.3, person: int = 0,
                min_confidence: float = 0.0) -> list[tuple[int, int, int, int]]:
-    """One face box per frame (image pixels) for the ``person``-th person,
-    using the 68 landmarks with confidence above ``min_confidence`` (Wan uses
-    all of them). Frames without a face take the nearest frame's box; if no
+    """One face box per frame (image pixels) for tracked person ``person``
+    (:func:`~.people.select_people`, "index": the same person in every
+    frame), using the 68 landmarks with confidence above ``min_confidence``
+    (Wan uses all of them). Frames without a face take the nearest frame's box; if no
     frame has a face this is an :class:`InputError`."""
     h, w = image_hw
     boxes: list[tuple[int, int, int, int] | None] = []
-    for frame in frames:
+    for frame in select_people(frames, "index", person):
         box = None
-        if frame.count > person:
-            lmks = frame.people[person][FACE][:FACE_LANDMARKS]
+        if frame.count:
+            lmks = frame.people[0][FACE][:FACE_LANDMARKS]
             keep = lmks[:, 2] > min_confidence
             if keep.sum() >= 2:
                 pts = lmks[keep, :2] * (w / frame.width, h / frame.height)

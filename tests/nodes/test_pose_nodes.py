@@ -228,17 +228,24 @@ def test_extract_bad_inputs(handles, change, name):
 
 
 # ---------------------------------------------------------------- retargeting
-@pytest.mark.parametrize("method", ["unianimate", "wan_animate"])
-def test_retarget_equals_the_core(method):
+@pytest.mark.parametrize("method", ["unianimate", "wan_animate", "unianimate_reference", "wan_animate_reference"])
+def test_retarget_equals_the_core(method, caplog):
     driving, reference = _driving_and_reference()
-    (out,) = PoseAnimateRetargetPoses().retarget(kp.to_pose_keypoint(driving), kp.to_pose_keypoint([reference]),
-                                                 **dict(RETARGET, method=method, keep_bone_lengths=False,
-                                                        unianimate_space="normalized", wan_min_confidence=0.1,
-                                                        wan_hand_threshold=0.5))
-    if method == "unianimate":
-        expected = retarget_unianimate(driving, reference, space="normalized", keep_bone_lengths=False)
+    compat = method.endswith("_reference")
+    space = "normalized" if compat else "pixels"
+    with caplog.at_level("INFO"):
+        out, report = PoseAnimateRetargetPoses().retarget(
+            kp.to_pose_keypoint(driving), kp.to_pose_keypoint([reference]),
+            **dict(RETARGET, method=method, keep_bone_lengths=False, unianimate_space=space, wan_min_confidence=0.1,
+                   wan_hand_threshold=0.5))
+    if method.startswith("unianimate"):
+        expected = retarget_unianimate(driving, reference, space=space, keep_bone_lengths=False,
+                                       reference_compat=compat)
     else:
-        expected = retarget_wan_animate(driving, reference, min_confidence=0.1, hand_threshold=0.5)
+        expected = retarget_wan_animate(driving, reference, min_confidence=0.1, hand_threshold=0.5,
+                                        reference_compat=compat)
+    assert report.startswith("retarget: worst bone error ") and report.endswith(f"[{method}]")
+    assert report in caplog.text
     assert all((f["canvas_width"], f["canvas_height"]) == (600, 800) for f in out)
     for ours, theirs in zip(_people(out), expected):
         np.testing.assert_array_equal(ours, theirs.people)
@@ -248,7 +255,8 @@ def test_retarget_equals_the_core(method):
 def test_retarget_none_passes_the_driving_poses_through():
     data = [_controlnet_aux_frame(), {"people": [], "canvas_width": 512, "canvas_height": 640}]
     original = copy.deepcopy(data)
-    (out,) = PoseAnimateRetargetPoses().retarget(data, [], **dict(RETARGET, method="none"))
+    out, report = PoseAnimateRetargetPoses().retarget(data, [], **dict(RETARGET, method="none"))
+    assert "none" in report
     assert out == original and data == original
 
 
@@ -262,6 +270,7 @@ def test_retarget_none_passes_the_driving_poses_through():
     (dict(reference_pose=[{"people": [], "canvas_width": 0, "canvas_height": 800}]), "reference_pose frame 0"),
     (dict(method="copy"), "method: is 'copy'"),
     (dict(method="wan_animate", wan_hand_threshold=2.0), "wan_hand_threshold"),
+    (dict(unianimate_space="normalized"), "unianimate_space: is 'normalized' with method 'unianimate'"),
 ])
 def test_retarget_bad_inputs(change, message):
     driving, reference = _driving_and_reference()
@@ -387,10 +396,10 @@ def test_controlnet_aux_pose_keypoint_is_accepted_everywhere(normalised):
                                       render.render_poses(as_read, style="openpose"))
     # as a reference and as driving poses
     driving, reference = _driving_and_reference()
-    (out,) = PoseAnimateRetargetPoses().retarget(kp.to_pose_keypoint(driving), [frame], **RETARGET)
+    out, _ = PoseAnimateRetargetPoses().retarget(kp.to_pose_keypoint(driving), [frame], **RETARGET)
     for ours, theirs in zip(_people(out), retarget_unianimate(driving, as_read[0])):
         np.testing.assert_array_equal(ours, theirs.people)
-    (out,) = PoseAnimateRetargetPoses().retarget([frame] * 3, kp.to_pose_keypoint([reference]),
+    out, _ = PoseAnimateRetargetPoses().retarget([frame] * 3, kp.to_pose_keypoint([reference]),
                                                  **dict(RETARGET, method="wan_animate"))
     for ours, theirs in zip(_people(out), retarget_wan_animate(as_read * 3, reference)):
         np.testing.assert_array_equal(ours, theirs.people)

@@ -191,8 +191,8 @@ def test_retarget_entry_plays_the_retargeted_skeletons(saved):
     node = PoseAnimateRetargetPoses()
     args = dict(RETARGET, driving_poses=kp.to_pose_keypoint(driving), reference_pose=kp.to_pose_keypoint([reference]))
     out = node.retarget_with_canvas_preview(**args)
-    (poses,) = node.retarget(**args)
-    assert out["result"] == (poses,)
+    poses, report = node.retarget(**args)
+    assert out["result"] == (poses, report) and report.startswith("retarget: worst bone error")
     payload = out["ui"][PREVIEW_KEY][0]
     assert payload["kind"] == "retarget" and payload["images"] == [] and saved == []
     assert [(f["w"], f["h"]) for f in payload["frames"]] == [(600, 800)] * 4

@@ -67,7 +67,7 @@ def _chain(models, frames=FRAMES, steps=2, cfg=1.5):
     driving, _ = PoseAnimateExtractPoses().extract(_video(frames), pose_model, **EXTRACT)
     reference_image = _video(1)
     reference, _ = PoseAnimateExtractPoses().extract(reference_image, pose_model, **EXTRACT)
-    (retargeted,) = PoseAnimateRetargetPoses().retarget(driving, reference, **RETARGET)
+    retargeted, _ = PoseAnimateRetargetPoses().retarget(driving, reference, **RETARGET)
     (pose_video,) = PoseAnimateRenderPoses().render(retargeted, **RENDER)
     (reference_pose,) = PoseAnimateRenderPoses().render(reference, **RENDER)
 

@@ -146,3 +146,19 @@ def test_bad_inputs_are_named(loaded):
                      person_mask=torch.ones(5, 32, 24), **RUN)
     with pytest.raises(InputError, match="temporal reference frames.*1 or 5"):
         node.animate(dit, animate, vae, text, text, clip, ref, poses, **dict(RUN, refert_num="3"))
+
+
+def test_pose_mask_follows_the_tracked_person():
+    """person_index is a track: when the detector order flips, the mask stays on the same person."""
+    import numpy as np
+    from poseanimate.pose.keypoints import PoseFrame
+    left, right = dancer(4, 320, 240), dancer(4, 320, 240)
+    for f in right:
+        f.people[..., 0] = np.where(f.people[..., 2] > 0, f.people[..., 0] / 2 + 160, 0.0)
+    for f in left:
+        f.people[..., 0] = f.people[..., 0] / 2
+    frames = [PoseFrame(np.concatenate([a.people, b.people] if t % 2 == 0 else [b.people, a.people]), 320, 240)
+              for t, (a, b) in enumerate(zip(left, right))]
+    (mask,) = PoseAnimatePoseMask().mask(to_pose_keypoint(frames), 0, 0, 1, 0, 1, 1, 1)
+    (alone,) = PoseAnimatePoseMask().mask(to_pose_keypoint(right), 0, 0, 0, 0, 1, 1, 1)
+    assert torch.equal(mask, alone) and mask[:, :, 200:].sum() > 0 and mask[:, :, :150].sum() == 0

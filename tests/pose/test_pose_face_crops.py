@@ -55,3 +55,21 @@ def test_no_face_anywhere_is_an_input_error():
         crop_faces(np.zeros((2, 64, 64, 3), np.uint8), frames)
     with pytest.raises(InputError, match="one pose frame per image"):
         crop_faces(np.zeros((3, 64, 64, 3), np.uint8), frames)
+
+
+def test_face_boxes_follow_the_tracked_person_when_the_detector_order_flips():
+    """Two people walking apart; the detector lists them in a different order in odd frames.
+    person=k is the same person (body and face) in every frame."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("synthetic_skeletons",
+                                                  Path(__file__).with_name("synthetic_skeletons.py"))
+    syn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(syn)
+    a_pts, a_sc = syn.clip(6, neck=(150.0, 150.0))
+    b_pts, b_sc = syn.clip(6, neck=(420.0, 160.0), size=0.8)
+    a, b = kp.wholebody_to_people(a_pts, a_sc), kp.wholebody_to_people(b_pts, b_sc)
+    frames = [kp.PoseFrame(np.stack([a[t], b[t]] if t % 2 == 0 else [b[t], a[t]]), 640, 480) for t in range(6)]
+    alone_a = [kp.PoseFrame(a[t][None], 640, 480) for t in range(6)]
+    alone_b = [kp.PoseFrame(b[t][None], 640, 480) for t in range(6)]
+    assert face_boxes(frames, (480, 640), person=0) == face_boxes(alone_a, (480, 640))
+    assert face_boxes(frames, (480, 640), person=1) == face_boxes(alone_b, (480, 640))

@@ -4,7 +4,7 @@ import pytest
 
 from poseanimate.errors import InputError
 from poseanimate.pose import keypoints as kp
-from poseanimate.pose.people import fill_empty_frames, select_people
+from poseanimate.pose.people import fill_empty_frames, select_people, track_ids
 
 
 def _person(x, y, size, conf=0.9):
@@ -22,7 +22,8 @@ def _frame(*people, w=100, h=100):
 def test_select_largest_index_and_all():
     frames = [_frame(_person(0, 0, 10), _person(50, 0, 30)), _frame(_person(0, 0, 5)), _frame()]
     largest = select_people(frames, "largest")
-    assert [f.count for f in largest] == [1, 1, 0]
+    # the largest person is one track for the whole video: the small person of frame 1 is the other track
+    assert [f.count for f in largest] == [1, 0, 0]
     assert largest[0].people[0, 0, 0] == 50
     second = select_people(frames, "index", 1)
     assert [f.count for f in second] == [1, 0, 0] and second[0].people[0, 0, 0] == 50
@@ -81,3 +82,31 @@ def test_bad_choices_are_input_errors():
         fill_empty_frames([_frame()], "guess")
     with pytest.raises(InputError, match="person index"):
         select_people([_frame()], "index", -1)
+
+
+def _walker(x0, dx, frames, size=20, y=10):
+    return [_person(x0 + dx * t, y, size) for t in range(frames)]
+
+
+def test_two_crossing_people_keep_their_tracks():
+    """A walks right, B walks left; the detector lists them in a different order
+    every frame, and they overlap mid-way: each track stays with its walker."""
+    a, b = _walker(0, 6, 11), _walker(60, -6, 11, size=18, y=14)
+    frames = [_frame(a[t], b[t]) if t % 2 else _frame(b[t], a[t]) for t in range(11)]
+    for mode, index, expected in (("index", 0, b), ("index", 1, a), ("largest", 0, a)):
+        kept = select_people(frames, mode, index)
+        assert all(f.count == 1 for f in kept)
+        for f, want in zip(kept, expected):
+            np.testing.assert_array_equal(f.people[0], want)
+    ordered = select_people(frames, "all")
+    assert all(np.array_equal(f.people[0], b[t]) for t, f in enumerate(ordered))
+
+
+def test_a_jump_past_the_limit_starts_a_new_track():
+    a = _walker(0, 2, 3)
+    far = _person(90, 60, 20)                          # another person appears while A is lost
+    frames = [_frame(a[0], _person(300, 300, 5)), _frame(a[1]), _frame(far), _frame(a[2])]
+    kept = select_people(frames, "index", 0)
+    assert [f.count for f in kept] == [1, 1, 0, 1]
+    ids = track_ids(frames)
+    assert [i.tolist() for i in ids] == [[0, 1], [0], [2], [0]]

@@ -48,7 +48,8 @@ def test_unianimate_matches_reference(ref):
     rh, rw = ref["reference_hw"]
     driving = _frames(ref["uni_drive_points"], ref["uni_drive_scores"], (dh, dw))
     reference = _frames(ref["uni_ref_points"][None], ref["uni_ref_scores"][None], (rh, rw))[0]
-    out = retarget.retarget_unianimate(driving, reference, space="normalized", keep_bone_lengths=False)
+    out = retarget.retarget_unianimate(driving, reference, space="normalized", keep_bone_lengths=False,
+                                      reference_compat=True)
     people = np.stack([f.people[0] for f in out])
     size = np.array([rw, rh], float)
     body = ref["uni_body"]                                           # [T, 20, 2] in 0..1 of the reference
@@ -70,7 +71,7 @@ def test_wan_animate_matches_reference(ref, case):
     rh, rw = ref["reference_hw"]
     driving = _frames(ref["wan_drive_points"], ref[f"wan_{case}_drive_scores"], (dh, dw), neck="mean")
     reference = _frames(ref["wan_ref_points"][None], ref[f"wan_{case}_ref_scores"][None], (rh, rw), neck="mean")[0]
-    out = retarget.retarget_wan_animate(driving, reference)
+    out = retarget.retarget_wan_animate(driving, reference, reference_compat=True)
     people = np.stack([f.people[0] for f in out])
     body = ref[f"wan_{case}_body"]                                    # [T, 20, 3] reference pixels
     np.testing.assert_allclose(people[:, kp.BODY, :2], body[:, :18, :2], atol=1e-6)
@@ -133,7 +134,7 @@ def test_retargeted_bones_keep_the_reference_lengths_in_every_frame(method):
 
 def test_unianimate_reference_mode_lets_turning_bones_change_length():
     reference, driving = _reference_frame(), _driving_clip()
-    out = retarget.retarget_unianimate(driving, reference, keep_bone_lengths=False)
+    out = retarget.retarget_unianimate(driving, reference, keep_bone_lengths=False, reference_compat=True)
     ref_len = _bone_lengths(reference.people[0], BODY_BONES)
     first = np.abs(_bone_lengths(out[0].people[0], BODY_BONES) / ref_len - 1).max()
     later = max(np.abs(_bone_lengths(f.people[0], BODY_BONES) / ref_len - 1).max() for f in out[1:])
