@@ -54,21 +54,22 @@ def _host_progress(total: int) -> ProgressFn:
 
 def sample(velocity_fn: VelocityFn, noise: torch.Tensor, scheduler: Scheduler, *,
            progress: ProgressFn | None = None, check_interrupt: Callable[[], None] | None = None,
-           callback: StepCallback | None = None) -> torch.Tensor:
+           callback: StepCallback | None = None, noise_seed: int | None = None) -> torch.Tensor:
     """Integrate from ``noise`` (at the schedule's first sigma) to a clean latent.
 
     Each step: check for interruption, call ``velocity_fn`` at the step's
     timestep, advance the solver, then report. ``check_interrupt`` raises to stop
     (before the next model call); ``noise`` is never modified in place. The
     latent keeps ``noise``'s dtype (use float32, as Wan does); the model's
-    output is cast to it.
+    output is cast to it. ``noise_seed`` seeds the solvers that re-noise between
+    steps (``lcm_*``; see :meth:`~.schedulers.Scheduler.solver`).
     """
     if not torch.is_floating_point(noise):
         raise TypeError(f"noise must be a floating-point tensor, got {noise.dtype}")
     total = scheduler.steps
     progress = progress if progress is not None else _host_progress(total)
     check_interrupt = interrupt_check(check_interrupt)
-    solver = scheduler.solver()
+    solver = scheduler.solver(noise_seed)
     timesteps = scheduler.schedule.timesteps.to(noise.device)
     sigmas = scheduler.schedule.sigmas
 

@@ -175,3 +175,49 @@ class UniPCSolver(_Stepper):
         self._last_x = x
         self._last_order = order
         return out
+
+
+class DistillSolver(_Stepper):
+    """LightX2V's ``WanStepDistillScheduler.step_post``: the step-distilled models' update.
+
+    The clean estimate ``x0 = x - sigma * v``, re-noised to the next sigma
+    with the model's own noise estimate, ``x0 + v * sigma_next`` (``x0 + v`` is
+    the predicted noise, so this is ``(1 - sigma_next) * x0 + sigma_next * noise_hat``);
+    the last step returns ``x0``. Deterministic: no fresh noise. Computed in
+    float32 with the same operations, in the same order, as LightX2V.
+    """
+
+    def step(self, velocity: torch.Tensor, index: int, x: torch.Tensor) -> torch.Tensor:
+        self._advance(index)
+        flow = velocity.to(torch.float32)
+        out = x.to(torch.float32) - self.sigmas[index] * flow
+        if index < self.schedule.steps - 1:
+            out = out + flow * self.sigmas[index + 1]
+        return out.to(x.dtype)
+
+
+class LCMSolver(_Stepper):
+    """ComfyUI's ``sample_lcm`` (``comfy/k_diffusion/sampling.py``) on a flow model (``CONST`` sampling).
+
+    ``x0 = x - v * sigma``, then, while the next sigma is above 0, fresh noise
+    at the next sigma: ``sigma_next * noise + (1 - sigma_next) * x0``; the last
+    step returns ``x0``. The noise comes from ``generator`` (a CPU generator:
+    ComfyUI's ``default_noise_sampler`` on the CPU seeds it with ``seed + 1``),
+    drawn in float32 with ``x``'s shape, one draw per re-noise, so a seed gives
+    the same noise on every device.
+    """
+
+    def __init__(self, schedule, generator: torch.Generator | None = None):
+        super().__init__(schedule)
+        self.generator = generator
+
+    def step(self, velocity: torch.Tensor, index: int, x: torch.Tensor) -> torch.Tensor:
+        self._advance(index)
+        sigma = self.schedule.sigmas[index].to(x.device)
+        sigma_next = self.schedule.sigmas[index + 1].to(x.device)
+        denoised = x - velocity * sigma
+        if self.sigmas[index + 1] <= 0.0:
+            return denoised
+        noise = torch.randn(tuple(x.shape), generator=self.generator, device="cpu", dtype=torch.float32)
+        noise = noise.to(device=x.device, dtype=x.dtype)
+        return sigma_next * noise + (1.0 - sigma_next) * denoised

@@ -129,7 +129,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
         def run(x: torch.Tensor, timestep: torch.Tensor, branch: Branch) -> torch.Tensor:
             return denoiser(x, timestep, branch.resolve(None))
         return sample(guidance.bind(run), noise, scheduler, progress=step_progress,
-                      check_interrupt=check_interrupt, callback=callback)
+                      check_interrupt=check_interrupt, callback=callback, noise_seed=seed)
 
     generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     state = add_private_frames(noise, plan, windows.weighting, generator=generator)
@@ -141,7 +141,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
 
     out = sample(windowed_velocity(denoiser, guidance, plan, windows.weighting, check_interrupt, on_window),
                  state, scheduler, progress=progress,
-                 check_interrupt=check_interrupt,
+                 check_interrupt=check_interrupt, noise_seed=seed,
                  callback=None if callback is None else (lambda i, x, x0: callback(i, real_frames(x, plan),
                                                                                    real_frames(x0, plan))))
     return real_frames(out, plan)
