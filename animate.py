@@ -69,7 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="denoising steps (default 50; tiny mode 3)")
     p.add_argument("--cfg", type=float, default=1.5)
     p.add_argument("--shift", type=float, default=5.0)
-    p.add_argument("--sampler", choices=SCHEDULER_NAMES, default="euler")
+    p.add_argument("--sampler", choices=SCHEDULER_NAMES, default="euler",
+                   help="lightx2v_distill, lcm_simple, lcm_beta: few-step samplers for the lightx2v distilled "
+                        "models and LoRAs (use --cfg 1.0)")
+    p.add_argument("--step-list", default=None,
+                   help="lightx2v_distill's timesteps, comma-separated (default 1000,750,500,250)")
     p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
@@ -244,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                                              context, negative, clip, frames=frames)
         merged = merge_loras(model, [(weights.lora, 1.0)])
         try:
-            latent = sample_video(model, cond, make_scheduler(args.sampler, steps, args.shift), args.cfg, args.seed,
+            scheduler = make_scheduler(args.sampler, steps, args.shift, args.step_list)
+            latent = sample_video(model, cond, scheduler, args.cfg, args.seed,
                                   WindowSettings(args.window, args.overlap),
                                   progress=lambda done, total: print(f"  step {done}/{total}", flush=True),
                                   check_interrupt=lambda: None)

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..sampling.conditioning import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
-from ..sampling.schedulers import SCHEDULER_NAMES, make_scheduler
+from ..sampling.schedulers import DEFAULT_STEP_LIST, SCHEDULER_NAMES, make_scheduler
 from ..sampling.video import WindowSettings, progress_text, sample_video, window_count
 from ..sampling.windows import WEIGHTINGS
 from .dit_loaders import DIT_TYPE, DiTHandle
@@ -25,6 +25,15 @@ from .dit_loaders import DIT_TYPE, DiTHandle
 log = logging.getLogger(__name__)
 
 CONDITIONING_TYPE = "POSEANIMATE_CONDITIONING"
+SCHEDULER_TOOLTIP = ("euler: DiffSynth's (UniAnimate-DiT's); unipc and dpm++: Wan's own; euler_diffusers: "
+                     "RealisDance-DiT's. For the lightx2v step/CFG-distilled models and LoRAs (cfg 1.0): "
+                     "lightx2v_distill (LightX2V's own, steps from step_list, shift 5), lcm_simple / lcm_beta "
+                     "(ComfyUI's lcm sampler with its simple / beta scheduler over steps, 4-8).")
+STEP_LIST_INPUT = ("STRING", {"default": DEFAULT_STEP_LIST,
+                              "tooltip": "lightx2v_distill only: the timesteps to run, comma-separated, from 1000 "
+                                         "(pure noise) down, strictly decreasing, each 1..1000 (LightX2V's "
+                                         "denoising_step_list; 4 steps: 1000, 750, 500, 250). Its length is the "
+                                         "step count; other schedulers ignore it."})
 CATEGORY = "PoseAnimate/sampling"
 
 
@@ -66,8 +75,7 @@ class PoseAnimateSampler:
                                          "fast). UniAnimate-DiT uses 1.5."}),
             "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                 "tooltip": "Flow-matching sigma shift; 5.0 for 480p/720p Wan I2V."}),
-            "scheduler": (list(SCHEDULER_NAMES), {"default": "euler",
-                          "tooltip": "euler: DiffSynth's (UniAnimate-DiT's); unipc and dpm++: Wan's own."}),
+            "scheduler": (list(SCHEDULER_NAMES), {"default": "euler", "tooltip": SCHEDULER_TOOLTIP}),
             "window_length": ("INT", {"default": 21, "min": 2, "max": 64,
                                       "tooltip": "Latent frames per window (21 = 81 video frames). Longer videos "
                                                  "are made in overlapping windows of this length."}),
@@ -76,22 +84,23 @@ class PoseAnimateSampler:
             "blending": (list(WEIGHTINGS), {"default": "unianimate",
                          "tooltip": "How overlapping windows are mixed: unianimate (its own rule: uniform, "
                                     "first 2 frames private to each window), uniform, linear, pyramid, relative."}),
-        }}
+        }, "optional": {"step_list": STEP_LIST_INPUT}}
 
     def sample(self, dit: DiTHandle, conditioning: MethodConditioning, seed: int, steps: int, cfg: float,
                shift: float, scheduler: str, window_length: int, window_overlap: int,
-               blending: str) -> tuple[dict]:
+               blending: str, step_list: str = DEFAULT_STEP_LIST) -> tuple[dict]:
         if not isinstance(dit, DiTHandle):
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of a PoseAnimate DiT loader")
         if not isinstance(conditioning, MethodConditioning):
             raise InputError("conditioning", f"is a {type(conditioning).__name__}",
                              "the output of a PoseAnimate method conditioning node")
+        sampler = make_scheduler(scheduler, steps, shift, step_list)  # bad settings fail before loading
         windows = WindowSettings(window_length, window_overlap, blending)
-        count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
-        progress = host.Progress(steps * count, latent_format="wan21")
+        count = window_count(conditioning.geometry.frames, windows)
+        progress = host.Progress(sampler.steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:
-                latent = sample_video(model, conditioning, make_scheduler(scheduler, steps, shift), cfg, seed,
+                latent = sample_video(model, conditioning, sampler, cfg, seed,
                                       windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0))
         finally:

@@ -23,13 +23,13 @@ from ..methods.wan_animate import (DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLV
 from ..methods.wan_animate import animate as run_animate  # the node's own input is called "animate"
 from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
-from ..sampling.schedulers import SCHEDULER_NAMES
+from ..sampling.schedulers import DEFAULT_STEP_LIST, SCHEDULER_NAMES
 from ..methods.wan_animate.plan import ANIMATE_CLIP_LEN, ANIMATE_REFERT_NUMS
 from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options,
                           with_lora)
 from ..pose.people import select_people
 from .pose_io import POSE_KEYPOINT, poses_in
-from .sampler_nodes import running_dit
+from .sampler_nodes import SCHEDULER_TOOLTIP, STEP_LIST_INPUT, running_dit
 from .video_inputs import VAE_INPUT, check_video_size, prompt_inputs, video_frames
 
 ANIMATE_TYPE = "POSEANIMATE_WAN_ANIMATE"
@@ -176,7 +176,8 @@ class PoseAnimateWanAnimate:
                               "tooltip": "Guidance; 1.0 (no CFG) is the reference's default and twice as fast."}),
             "shift": ("FLOAT", {"default": DEFAULT_SHIFT, "min": 0.0, "max": 20.0, "step": 0.1,
                                 "tooltip": "Flow-matching sigma shift (5.0)."}),
-            "scheduler": (list(SCHEDULER_NAMES), {"default": DEFAULT_SOLVER, "tooltip": "unipc: Wan's default."}),
+            "scheduler": (list(SCHEDULER_NAMES), {"default": DEFAULT_SOLVER,
+                          "tooltip": "unipc: Wan's default. " + SCHEDULER_TOOLTIP}),
             "pose_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
                                         "tooltip": "Multiplies the pose embedding."}),
             "face_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
@@ -185,6 +186,7 @@ class PoseAnimateWanAnimate:
                                "tooltip": "Frames where face_poses show no face: the nearest frame's face crop, "
                                           "or blank (no expression)."}),
         }, "optional": {
+            "step_list": STEP_LIST_INPUT,
             "face_video": ("IMAGE", {"tooltip": "Face crops of the driving video (Face Crops, 512x512), one per "
                                                 "frame. Left out: no expression transfer."}),
             "face_poses": (POSE_KEYPOINT, {"tooltip": "The driving poses the face crops came from, to find frames "
@@ -199,7 +201,8 @@ class PoseAnimateWanAnimate:
                 clip_vision_output: Any, reference_image: torch.Tensor, pose_video: torch.Tensor, clip_frames: int,
                 refert_num: str,
                 seed: int, steps: int, cfg: float, shift: float, scheduler: str, pose_strength: float,
-                face_strength: float, no_face_frames: str, face_video: torch.Tensor | None = None,
+                face_strength: float, no_face_frames: str, step_list: str = DEFAULT_STEP_LIST,
+                face_video: torch.Tensor | None = None,
                 face_poses: Any = None, background_video: torch.Tensor | None = None,
                 person_mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
         if not isinstance(animate, AnimateHandle):
@@ -218,7 +221,8 @@ class PoseAnimateWanAnimate:
             face_poses=None if face_poses is None else poses_in(face_poses, "face_poses"),
             no_face_frames=no_face_frames, background_video=_optional_frames(background_video, "background_video"),
             person_mask=person_mask, clip_frames=clip_frames, refert_num=int(refert_num), seed=seed, steps=steps,
-            cfg=cfg, shift=shift, scheduler=scheduler, pose_strength=pose_strength, face_strength=face_strength)
+            cfg=cfg, shift=shift, scheduler=scheduler, step_list=step_list, pose_strength=pose_strength,
+            face_strength=face_strength)
         inputs = request.prepare()  # the mode logic: bad inputs stop here, before the DiT loads
         bar = host.Progress(request.total_steps())
         encoder = video_vae(vae)

@@ -28,6 +28,7 @@ import torch
 
 from ...errors import InputError
 from ...pose.keypoints import PoseFrame
+from ...sampling.schedulers import Scheduler, make_scheduler
 from .plan import ANIMATE_CLIP_LEN, ClipPlan, plan_clips
 from ..images import fit_image
 from .clips import face_presence, fill_missing_faces
@@ -69,6 +70,7 @@ class AnimateRequest:
     cfg: float = DEFAULT_GUIDANCE
     shift: float = DEFAULT_SHIFT
     scheduler: str = DEFAULT_SOLVER
+    step_list: str | Sequence[int] | None = None  # the timesteps of lightx2v_distill (see make_scheduler)
     pose_strength: float = 1.0
     face_strength: float = 1.0
 
@@ -86,12 +88,18 @@ class AnimateRequest:
         """The clips the video is made of (refuses a ``refert_num`` other than 1 or 5)."""
         return plan_clips(self.frames, self.clip_frames, self.refert_num)
 
+    def make_scheduler(self) -> Scheduler:
+        """``scheduler`` over ``steps`` (or ``step_list`` for ``lightx2v_distill``) with ``shift``."""
+        return make_scheduler(self.scheduler, self.steps, self.shift, self.step_list)
+
     def total_steps(self) -> int:
         """Sampling steps over all clips: a progress bar's total."""
-        return self.steps * len(self.plan())
+        return self.make_scheduler().steps * len(self.plan())
 
     def prepare(self) -> AnimateInputs:
-        """The mode logic (:func:`prepare_inputs`): call it before loading models, so bad inputs stop early."""
+        """The mode logic (:func:`prepare_inputs`): call it before loading models, so bad inputs stop early
+        (the scheduler's settings among them)."""
+        self.make_scheduler()
         return prepare_inputs(self)
 
 

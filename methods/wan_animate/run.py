@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ...sampling.schedulers import Scheduler, make_scheduler
+from ...sampling.schedulers import Scheduler
 from ...sampling.video import sample_video
 from .plan import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
 from .conditioning import build_animate_conditioning
@@ -52,12 +52,12 @@ def animate(model, modules: AnimateModules, encode: Encode, decode: Decode, requ
     The mode logic (reference fitting, face policy, replacement checks and
     background masking) is :func:`~.request.prepare_inputs`; pass
     ``request.prepare()`` instead of the request to run it before loading the
-    model. The scheduler is ``request.scheduler`` over ``request.steps`` with
-    ``request.shift``.
+    model. The scheduler is ``request.scheduler`` over ``request.steps`` (or
+    ``request.step_list`` for ``lightx2v_distill``) with ``request.shift``.
     """
     inputs = request if isinstance(request, AnimateInputs) else prepare_inputs(request)
     request = inputs.request
-    scheduler = make_scheduler(request.scheduler, request.steps, request.shift)
+    scheduler = request.make_scheduler()
     return animate_video(model, modules, encode, decode, inputs.reference, inputs.pose_frames, request.context,
                          request.negative_context, request.clip_fea, scheduler, request.cfg, request.seed,
                          face_frames=inputs.face_frames, background=inputs.background,

@@ -2,19 +2,20 @@
 ``simple`` / ``beta`` schedules, against tests/fixtures/distill_parity.safetensors
 (written by tests/fixtures/make_distill_parity.py from the reference code)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import FIXTURES
+
 from poseanimate.errors import InputError
 from poseanimate.sampling.loop import sample
 from poseanimate.sampling.schedulers import (DEFAULT_STEP_LIST, SCHEDULER_NAMES, make_scheduler, parse_step_list)
 from poseanimate.sampling.sigmas import _beta_ppf
 
-PATH = FIXTURES / "distill_parity.safetensors"
+PATH = Path(__file__).resolve().parents[1] / "fixtures" / "distill_parity.safetensors"
 FIX = load_file(str(PATH))
 with safe_open(str(PATH), "pt") as f:
     META = json.loads(f.metadata()["cases"])

@@ -174,4 +174,5 @@ def test_bad_settings_name_the_input(kwargs, input_name):
 
 
 def test_scheduler_names():
-    assert SCHEDULER_NAMES == ("unipc", "dpm++", "euler", "euler_diffusers", "lightx2v_distill", "lcm_simple", "lcm_beta")
+    assert SCHEDULER_NAMES == ("unipc", "dpm++", "euler", "euler_diffusers", "lightx2v_distill", "lcm_simple",
+                               "lcm_beta")

@@ -142,3 +142,25 @@ def test_interrupt_stops_within_a_block(dit):
         sample_video(dit, ToyConditioning(VideoGeometry(2, 4, 4)), make_scheduler("euler", 3, 5.0), 1.0, seed=0,
                      progress=lambda d, t: None, check_interrupt=stop_on_second_check)
     assert len(blocks) == 3
+
+
+@pytest.mark.parametrize("scheduler,steps", [("lightx2v_distill", 4), ("lcm_simple", 4), ("euler", 3)])
+@pytest.mark.parametrize("windows", [None, WindowSettings(2, 1, "uniform")])
+def test_guidance_one_runs_one_forward_per_step_and_never_builds_the_negative(dit, scheduler, steps, windows):
+    """cfg 1.0: one DiT forward per step (per window), no negative branch built (UniAnimate-DiT and
+    RealisDance-DiT resolve their negative only in ``branch(positive=False)``)."""
+    forwards = []
+    hook = dit.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        cond = ToyConditioning(VideoGeometry(3, 4, 4))
+        sched = make_scheduler(scheduler, steps, 5.0)
+        sample_video(dit, cond, sched, 1.0, seed=1, windows=windows, **quiet())
+        count = 1 if windows is None else 2  # 3 frames in windows of 2 overlapping by 1
+        assert sched.steps == steps and len(forwards) == steps * count
+        assert all(positive for positive, _, _ in cond.calls) and len(cond.calls) == steps * count
+        forwards.clear()
+        cond = ToyConditioning(VideoGeometry(3, 4, 4))
+        sample_video(dit, cond, sched, 2.0, seed=1, windows=windows, **quiet())
+        assert len(forwards) == 2 * steps * count and sum(not p for p, _, _ in cond.calls) == steps * count
+    finally:
+        hook.remove()
