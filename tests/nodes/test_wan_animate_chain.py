@@ -14,6 +14,7 @@ from poseanimate.nodes.wan_animate_nodes import (PoseAnimatePoseMask, PoseAnimat
                                                  PoseAnimateWanAnimateLoader)
 from poseanimate.pose.demo_motion import dancer
 from poseanimate.pose.keypoints import to_pose_keypoint
+from poseanimate.sampling.schedulers import make_scheduler
 
 H, W = 32, 48
 RUN = dict(clip_frames=77, refert_num="1", seed=5, steps=2, cfg=1.0, shift=5.0, scheduler="unipc", pose_strength=1.0,
@@ -162,3 +163,47 @@ def test_pose_mask_follows_the_tracked_person():
     (mask,) = PoseAnimatePoseMask().mask(to_pose_keypoint(frames), 0, 0, 1, 0, 1, 1, 1)
     (alone,) = PoseAnimatePoseMask().mask(to_pose_keypoint(right), 0, 0, 0, 0, 1, 1, 1)
     assert torch.equal(mask, alone) and mask[:, :, 200:].sum() > 0 and mask[:, :, :150].sum() == 0
+
+
+class _CountingConditioning:
+    """A clip's conditioning that records which branches the sampler builds."""
+
+    def __init__(self, cond, calls):
+        self._cond, self._calls = cond, calls
+
+    def __getattr__(self, name):
+        return getattr(self._cond, name)
+
+    def branch(self, positive, step, steps, window=None):
+        self._calls.append(positive)
+        return self._cond.branch(positive, step, steps, window)
+
+
+@pytest.mark.parametrize("scheduler", ["lightx2v_distill", "lcm_beta"])
+def test_guidance_one_runs_one_forward_per_step_in_every_clip(loaded, monkeypatch, scheduler):
+    """Wan2.2-Animate's clip loop at cfg 1.0 with a distilled sampler: one DiT forward per step and clip, and no
+    negative branch built; the step list sets the step count."""
+    dit, _, animate, vae = loaded
+    text, clip, ref, poses, faces = _inputs(11)
+    calls, forwards = [], []
+    build = wan_animate_run.build_animate_conditioning
+    monkeypatch.setattr(wan_animate_run, "build_animate_conditioning",
+                        lambda *a, **k: _CountingConditioning(build(*a, **k), calls))
+    hook = dit.model.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        run = dict(RUN, clip_frames=5, cfg=1.0, scheduler=scheduler, steps=4, step_list="1000, 500, 250")
+        (images,) = PoseAnimateWanAnimate().animate(dit, animate, vae, text, text, clip, ref, poses,
+                                                    face_video=faces, **run)
+    finally:
+        hook.remove()
+    steps = 3 if scheduler == "lightx2v_distill" else len(make_scheduler("lcm_beta", 4, 5.0).schedule.timesteps)
+    assert images.shape == (11, H, W, 3) and torch.isfinite(images).all()
+    assert len(forwards) == 3 * steps and calls == [True] * (3 * steps)  # three chained clips
+
+
+def test_bad_step_list_stops_before_sampling(loaded):
+    dit, _, animate, vae = loaded
+    text, clip, ref, poses, faces = _inputs(5)
+    with pytest.raises(InputError, match="step_list"):
+        PoseAnimateWanAnimate().animate(dit, animate, vae, text, text, clip, ref, poses,
+                                        **dict(RUN, scheduler="lightx2v_distill", step_list="500, 750"))
