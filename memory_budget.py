@@ -110,3 +110,27 @@ def pixel_frames_fitting(per_frame: int, fixed: int, budget: int) -> str:
     most = max(0, (budget - fixed) // max(per_frame, 1))
     most = (most - 1) // 4 * 4 + 1 if most >= 1 else 0
     return f"at most {most} frames at this size, or a smaller size" if most else "a smaller size (or tiles)"
+
+
+def dit_window(tokens: int, dim: int, ffn_dim: int, compute_dtype: torch.dtype, extra_tokens: int = 0) -> int:
+    """One DiT block over a window's ``tokens`` (plus ``extra_tokens``: RealisDance's reference, Wan-Animate's
+    face), at its peak: the float32 residual stream and its normed/modulated copy (2 x ``dim`` float32), q, k,
+    v and the attention output (4 x ``dim`` in the compute dtype), the FFN's hidden layer and output
+    (``ffn_dim`` + ``dim``), and the method's float32 pose tokens (``dim``). Attention itself runs in
+    memory-efficient kernels (SDPA, flash, sage, or chunked), which hold O(tokens) -- no tokens^2 term. The
+    weights are not counted: the host streams or offloads them; what must fit is the work."""
+    per_token = 3 * dim * 4 + (5 * dim + ffn_dim) * dtype_bytes(compute_dtype)
+    return (tokens + extra_tokens) * per_token
+
+
+def dit_tokens(latent_frames: int, latent_height: int, latent_width: int) -> int:
+    """Tokens of a window: the DiT patchifies latents 1 x 2 x 2."""
+    return latent_frames * (latent_height // 2) * (latent_width // 2)
+
+
+def window_frames_fitting(per_latent_frame: int, budget: int, input_name: str = "window_length") -> str:
+    """'window_length at most N' for an estimate linear in a window's latent frames."""
+    most = budget // max(per_latent_frame, 1)
+    if most >= 2:
+        return f"{input_name} at most {most} latent frames at this size, or a smaller size"
+    return "a smaller size (the pixels of one latent frame alone do not fit)"
