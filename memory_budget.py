@@ -91,13 +91,19 @@ def image_frames(frames: int, height: int, width: int, dtype: torch.dtype = torc
     return copies * frames * height * width * 3 * dtype_bytes(dtype)
 
 
+VAE_ACTIVATIONS = 14  # full-resolution activations of dim x 4 frames alive at a VAE chunk's peak (measured)
+
+
 def vae_step(height: int, width: int, dtype: torch.dtype, tile: int | None, dim: int = 96) -> int:
-    """One streamed VAE chunk: at full resolution the first blocks hold ``dim`` channels x 4 frames; with
-    the input, output, residual and causal cache about 4 such activations live at once. Tiles bound it
-    to ``tile`` x 8 pixels a side (plus the overlap, rounded into the factor)."""
+    """One streamed VAE chunk: at full resolution the blocks hold ``dim`` channels x 4 frames per activation,
+    and :data:`VAE_ACTIVATIONS` of them are alive at the peak (input, output, residual, causal caches, the
+    convolutions' workspace): bench/memory_estimates.py measured 3.0-3.2x a first count of 4 for the decode
+    and 2.1-3.7x for the encode on the CPU, so 14 makes the estimate an upper bound there (ratios 0.83-0.92
+    above 0.5 Mpx; ComfyUI's own Wan VAE estimate is of the same order). Tiles bound it to ``tile`` x 8 pixels
+    a side (plus the overlap, rounded into the factor)."""
     if tile:
         height, width = min(height, tile * 8 * 2), min(width, tile * 8 * 2)
-    return 4 * dim * 4 * height * width * dtype_bytes(dtype)
+    return VAE_ACTIVATIONS * dim * 4 * height * width * dtype_bytes(dtype)
 
 
 def unianimate_pose_embedding(frames: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:

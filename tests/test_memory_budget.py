@@ -47,11 +47,14 @@ def test_2048_unianimate_conditioning_stops_before_allocating(small_budget):
 def test_device_estimate_names_what_fits(monkeypatch):
     from poseanimate import host
     monkeypatch.setattr(host, "compute_device", lambda: torch.device("meta"))  # a device apart from the CPU
-    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 2 * mb.GB)  # VAE chunk 1.5 GB fits
+    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 6 * mb.GB)  # VAE chunk 5.3 GB fits
     try:
-        with pytest.raises(InputError, match=r"^pose_video: encoding 321 frames at 512x512 .*expected at most \d+ "
-                                             "frames at this size"):
-            _check_memory(object(), 321, 512, 512)
+        # one VAE chunk at 1024x768 (15.8 GB) does not fit: tiles are named, with a size that fits
+        with pytest.raises(InputError, match=r"^pose_video: encoding 321 frames at 1024x768 .*expected tiles "
+                                             r"\(Load Wan VAE's tile_size, about \d+\)"):
+            _check_memory(object(), 321, 768, 1024)
+        # the pose encoder runs per window at sampling: a long video is not refused for its sake
+        _check_memory(object(), 4001, 512, 512)
     finally:
         mb.set_budget(None)
 
@@ -125,10 +128,16 @@ def test_wan_animate_stops_before_loading_the_dit(monkeypatch):
     monkeypatch.setattr(host, "compute_device", lambda: torch.device("meta"))
     mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 16 * mb.GB)
     monkeypatch.setattr(wan_animate_nodes, "running_dit", lambda dit: pytest.fail("the DiT was loaded"))
+    from types import SimpleNamespace
+    tiled_vae = SimpleNamespace(tile=16)  # Load Wan VAE with tile_size 16: a chunk of 256x256 pixels
     try:
         with pytest.raises(InputError, match=r"^clip_frames: clips of 77 frames at 1280x1280 \(one DiT block over 21 "
                                              r"latent frames, one VAE chunk\) needs about [\d.]+ GB, more than the "
                                              r"16.0 GB .*; expected clip_frames at most \d+ at this size"):
+            wan_animate_nodes._check_memory(_dit_handle(), tiled_vae, torch.zeros(1, 1, 1, 3).expand(77, 1280, 1280, 3),
+                                            77, False)
+        # untiled, one VAE chunk at 1280x1280 does not fit either: tiles are named first
+        with pytest.raises(InputError, match=r"expected tiles \(Load Wan VAE's tile_size\) or a smaller size"):
             wan_animate_nodes._check_memory(_dit_handle(), object(), torch.zeros(1, 1, 1, 3).expand(77, 1280, 1280, 3),
                                             77, False)
         wan_animate_nodes._check_memory(_dit_handle(), object(), torch.zeros(1, 1, 1, 3).expand(77, 480, 832, 3),
