@@ -110,6 +110,24 @@ def test_broken_and_malicious_files_are_refused(method_server):
     next_job_runs(comfy, seed=202)
 
 
+def test_broken_vae_and_pose_model_files_are_refused(method_server):
+    """Two more loaders through the host: Load Wan VAE given a truncated file, Load Pose Models an empty one."""
+    comfy = method_server
+    good_vae = (comfy.models_dir / "vae" / "wan_2.1_vae.safetensors").read_bytes()
+    (comfy.models_dir / "vae" / "rb_truncated_vae.safetensors").write_bytes(good_vae[: len(good_vae) // 2])
+    wf = decode_workflow(64, 64, 5)
+    wf["2"]["inputs"]["vae_name"] = "rb_truncated_vae.safetensors"
+    message = refused(comfy, wf, "2")
+    assert message.startswith("VAE file '") and "rb_truncated_vae.safetensors" in message.split(";")[0], message
+    (comfy.models_dir / "poseanimate_pose" / "rb_empty.onnx").write_bytes(b"")
+    wf = pose_extraction_workflow(1, 64)
+    wf["4"]["inputs"]["keypoint_model"] = "rb_empty.onnx"
+    message = refused(comfy, wf, "4")
+    assert message.startswith("pose keypoint model 'rb_empty.onnx'"), message
+    assert "\n" not in message.strip()
+    next_job_runs(comfy, seed=204)
+
+
 def _interrupt_quickly(comfy, prompt_id: str, node_id: str, at_least: int, what: str) -> float:
     """Wait until ``node_id`` reports progress, ask for an interrupt, and return how long the run took to stop."""
     comfy.wait_for_progress(prompt_id, node_id, at_least=at_least, timeout=300)
