@@ -91,13 +91,19 @@ def image_frames(frames: int, height: int, width: int, dtype: torch.dtype = torc
     return copies * frames * height * width * 3 * dtype_bytes(dtype)
 
 
+VAE_ACTIVATIONS = 14  # full-resolution activations of dim x 4 frames alive at a VAE chunk's peak (measured)
+
+
 def vae_step(height: int, width: int, dtype: torch.dtype, tile: int | None, dim: int = 96) -> int:
-    """One streamed VAE chunk: at full resolution the first blocks hold ``dim`` channels x 4 frames; with
-    the input, output, residual and causal cache about 4 such activations live at once. Tiles bound it
-    to ``tile`` x 8 pixels a side (plus the overlap, rounded into the factor)."""
+    """One streamed VAE chunk: at full resolution the blocks hold ``dim`` channels x 4 frames per activation,
+    and :data:`VAE_ACTIVATIONS` of them are alive at the peak (input, output, residual, causal caches, the
+    convolutions' workspace): bench/memory_estimates.py measured 3.0-3.2x a first count of 4 for the decode
+    and 2.1-3.7x for the encode on the CPU, so 14 makes the estimate an upper bound there (ratios 0.83-0.92
+    above 0.5 Mpx; ComfyUI's own Wan VAE estimate is of the same order). Tiles bound it to ``tile`` x 8 pixels
+    a side (plus the overlap, rounded into the factor)."""
     if tile:
         height, width = min(height, tile * 8 * 2), min(width, tile * 8 * 2)
-    return 4 * dim * 4 * height * width * dtype_bytes(dtype)
+    return VAE_ACTIVATIONS * dim * 4 * height * width * dtype_bytes(dtype)
 
 
 def unianimate_pose_embedding(frames: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:
@@ -110,3 +116,27 @@ def pixel_frames_fitting(per_frame: int, fixed: int, budget: int) -> str:
     most = max(0, (budget - fixed) // max(per_frame, 1))
     most = (most - 1) // 4 * 4 + 1 if most >= 1 else 0
     return f"at most {most} frames at this size, or a smaller size" if most else "a smaller size (or tiles)"
+
+
+def dit_window(tokens: int, dim: int, ffn_dim: int, compute_dtype: torch.dtype, extra_tokens: int = 0) -> int:
+    """One DiT block over a window's ``tokens`` (plus ``extra_tokens``: RealisDance's reference, Wan-Animate's
+    face), at its peak: the float32 residual stream and its normed/modulated copy (2 x ``dim`` float32), q, k,
+    v and the attention output (4 x ``dim`` in the compute dtype), the FFN's hidden layer and output
+    (``ffn_dim`` + ``dim``), and the method's float32 pose tokens (``dim``). Attention itself runs in
+    memory-efficient kernels (SDPA, flash, sage, or chunked), which hold O(tokens) -- no tokens^2 term. The
+    weights are not counted: the host streams or offloads them; what must fit is the work."""
+    per_token = 3 * dim * 4 + (5 * dim + ffn_dim) * dtype_bytes(compute_dtype)
+    return (tokens + extra_tokens) * per_token
+
+
+def dit_tokens(latent_frames: int, latent_height: int, latent_width: int) -> int:
+    """Tokens of a window: the DiT patchifies latents 1 x 2 x 2."""
+    return latent_frames * (latent_height // 2) * (latent_width // 2)
+
+
+def window_frames_fitting(per_latent_frame: int, budget: int, input_name: str = "window_length") -> str:
+    """'window_length at most N' for an estimate linear in a window's latent frames."""
+    most = budget // max(per_latent_frame, 1)
+    if most >= 2:
+        return f"{input_name} at most {most} latent frames at this size, or a smaller size"
+    return "a smaller size (the pixels of one latent frame alone do not fit)"

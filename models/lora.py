@@ -46,7 +46,7 @@ from torch import nn
 from ..errors import InputError, first_line
 from .checkpoint.convert import report_unused
 from .checkpoint.fp8 import dequantize, is_fp8, set_module_tensor
-from .checkpoint.identify import sample_keys
+from .checkpoint.identify import is_torch_checkpoint, sample_keys
 from .checkpoint.wan_keys import (WRAPPER_PREFIXES, diffusers_module_to_official, is_diffusers_layout,
                                   official_module_to_diffusers, strip_wrapper_prefix)
 
@@ -133,6 +133,9 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
     except InputError:
         raise
     except pickle.UnpicklingError as err:
+        if not is_torch_checkpoint(path):
+            raise InputError(name, "is not a PyTorch checkpoint (it starts as neither a zip archive nor a pickle)",
+                             "a complete file written by torch.save, or a .safetensors") from err
         raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
                          f"({first_line(err)})",
                          "a file of tensors only (convert it to .safetensors)") from err

@@ -12,7 +12,7 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..sampling.conditioning import MethodConditioning
 from ..models.lora import merge_loras
@@ -96,7 +96,8 @@ class PoseAnimateSampler:
                              "the output of a PoseAnimate method conditioning node")
         sampler = make_scheduler(scheduler, steps, shift, step_list)  # bad settings fail before loading
         windows = WindowSettings(window_length, window_overlap, blending)
-        count = window_count(conditioning.geometry.frames, windows)
+        count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
+        check_sampling_memory(dit, conditioning.geometry, window_length)
         progress = host.Progress(sampler.steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:
@@ -107,6 +108,20 @@ class PoseAnimateSampler:
             conditioning.clear_cache()  # per-run caches (pose tokens) are not kept in the host's node-output cache
             host.free_memory()
         return ({"samples": to_vae_space(latent).cpu()},)
+
+
+def check_sampling_memory(dit: DiTHandle, geometry: Any, window_length: int, extra_tokens: int = 0,
+                          input_name: str = "window_length") -> None:
+    """Stop before loading the DiT when one window's block activations would not fit the compute device."""
+    config = dit.info.config
+    frames = min(int(window_length), int(geometry.frames))
+    per_frame = mb.dit_window(mb.dit_tokens(1, geometry.height, geometry.width), config.dim, config.ffn_dim,
+                              dit.model.compute_dtype)
+    needed = mb.dit_window(mb.dit_tokens(frames, geometry.height, geometry.width), config.dim, config.ffn_dim,
+                           dit.model.compute_dtype, extra_tokens)
+    size = f"{geometry.width * 8}x{geometry.height * 8}"
+    mb.check_fits(input_name, f"sampling windows of {frames} latent frames at {size}", needed,
+                  host.compute_device(), lambda budget: mb.window_frames_fitting(per_frame, budget, input_name))
 
 
 def _report(progress: host.Progress, step: int, steps: int, window: int, windows: int) -> None:

@@ -25,6 +25,7 @@ from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, promp
 UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
 
 CATEGORY = "PoseAnimate/UniAnimate-DiT"
+POSE_WINDOW_FRAMES = 81  # pixel frames of the sampler's default window (21 latent frames)
 GRAY = 0.5  # the empty frames after the reference image: 0 in Wan's -1..1 pixel space
 
 
@@ -117,27 +118,41 @@ class PoseAnimateUniAnimateConditioning:
         check_frame_count(count, "frames")
         _check_memory(vae, count, height, width)
         reference = fit_image(reference_image[..., :3], height, width, "reference_image")
-        vae_input = torch.full((count, height, width, 3), GRAY, dtype=torch.float32)
-        vae_input[0] = reference
-        latent = video_vae(vae).encode(vae_input)
+        latent = encode_reference_video(video_vae(vae), reference, count)
         return (build_unianimate_conditioning(
             unianimate.encoders, latent, reference_pose[..., :3], pose_video[..., :3], context, negative_context,
             clip, pose_strength, pose_start, pose_end, frames=count),)
 
 
+def encode_reference_video(encoder: Any, reference: torch.Tensor, count: int) -> torch.Tensor:
+    """The latent of the reference image followed by ``count - 1`` gray frames. The pack's streamed VAE takes
+    the gray frames as one expanded view (no memory per frame: the conditioning stays flat in frames); the
+    host's VAE takes the frames as one tensor."""
+    height, width = int(reference.shape[-3]), int(reference.shape[-2])
+    first = reference.reshape(1, height, width, 3).to(torch.float32)
+    gray = torch.full((1, height, width, 3), GRAY, dtype=torch.float32).expand(count - 1, -1, -1, -1)
+    if getattr(encoder, "is_pack_vae", False):
+        return encoder.encode([first, gray])
+    return encoder.encode(torch.cat([first, gray]))
+
+
 def _check_memory(vae: Any, count: int, height: int, width: int) -> None:
     """Stop before allocating when the conditioning would not fit: on the CPU the VAE input and the padded
     pose video (float32 frames), on the device one VAE chunk and the pose encoder's activations."""
-    per_frame = mb.image_frames(1, height, width, copies=2)
-    mb.check_fits("frames", f"{count} frames at {width}x{height} (VAE input and pose video)", per_frame * count,
+    streamed = getattr(vae, "is_pack_vae", False)  # the pack's VAE takes the gray frames as one view
+    per_frame = mb.image_frames(1, height, width, copies=1 if streamed else 2)
+    what = "pose video" if streamed else "VAE input and pose video"
+    mb.check_fits("frames", f"{count} frames at {width}x{height} ({what})", per_frame * count,
                   "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
     tile = getattr(vae, "tile", None)
     dtype = getattr(getattr(vae, "model", None), "dtype", None) or torch.float32
     vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile)
+    # the pose encoder runs at sampling, over one window's pose frames at a time (81 in the default window)
+    window = min(count, POSE_WINDOW_FRAMES)
     pose_frame = mb.unianimate_pose_embedding(1, height, width) - mb.unianimate_pose_embedding(0, height, width)
     pose_fixed = mb.unianimate_pose_embedding(0, height, width)
     mb.check_fits("pose_video", f"encoding {count} frames at {width}x{height} (VAE chunk and pose encoder)",
-                  max(vae_peak, pose_fixed + pose_frame * count), host.compute_device(),
+                  max(vae_peak, pose_fixed + pose_frame * window), host.compute_device(),
                   lambda budget: mb.pixel_frames_fitting(pose_frame, pose_fixed, budget) if vae_peak <= budget
                   else f"tiles (Load Wan VAE's tile_size, about {gb_tile(budget, height, width)}) or a smaller size")
 

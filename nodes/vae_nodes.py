@@ -41,8 +41,10 @@ class PackVAE:
     def _tiling(self) -> dict:
         return {"tile": self.tile, "overlap": self.overlap if self.tile else None}
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        return encode_images(self._ready(), frames[..., :3], normalize=True, check_interrupt=host.check_interrupt,
+    def encode(self, frames: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """IMAGE frames, or a list of IMAGE batches taken as one video (expanded views stay views)."""
+        frames = list(frames) if isinstance(frames, (list, tuple)) else frames[..., :3]
+        return encode_images(self._ready(), frames, normalize=True, check_interrupt=host.check_interrupt,
                              **self._tiling())
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

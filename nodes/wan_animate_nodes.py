@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.wan_animate import (DEFAULT_GUIDANCE, DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, NO_FACE_POLICIES,
@@ -223,6 +223,7 @@ class PoseAnimateWanAnimate:
             person_mask=person_mask, clip_frames=clip_frames, refert_num=int(refert_num), seed=seed, steps=steps,
             cfg=cfg, shift=shift, scheduler=scheduler, step_list=step_list, pose_strength=pose_strength,
             face_strength=face_strength)
+        _check_memory(dit, vae, poses, clip_frames, background_video is not None)
         inputs = request.prepare()  # the mode logic: bad inputs stop here, before the DiT loads
         bar = host.Progress(request.total_steps())
         encoder = video_vae(vae)
@@ -233,6 +234,36 @@ class PoseAnimateWanAnimate:
         finally:
             host.free_memory()
         return (images,)
+
+
+def _check_memory(dit: DiTHandle, vae: Any, poses: torch.Tensor, clip_frames: int, replacement: bool) -> None:
+    """Stop before the DiT loads when the run would not fit: on the CPU the whole video's float32 frames (the
+    pose video, the output, the decoded clip being written, and the background in replacement mode); on the
+    device one clip's DiT block (its latent frames plus the reference latent frame) or one VAE chunk."""
+    count, height, width = (int(n) for n in poses.shape[:3])
+    copies = 4 if replacement else 3
+    per_frame = mb.image_frames(1, height, width, copies=copies)
+    mb.check_fits("pose_video", f"{count} frames at {width}x{height} (poses, output frames"
+                  f"{', background' if replacement else ''})", per_frame * count, "cpu",
+                  lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
+    config, compute = dit.info.config, dit.model.compute_dtype
+    latent_h, latent_w = height // 8, width // 8
+    clip_latents = (int(clip_frames) - 1) // 4 + 1 + 1  # the clip's latent frames and the reference's
+    per_latent = mb.dit_window(mb.dit_tokens(1, latent_h, latent_w), config.dim, config.ffn_dim, compute)
+    dtype = getattr(getattr(vae, "model", None), "dtype", None)
+    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32,
+                           getattr(vae, "tile", None))
+
+    def fitting(budget: int) -> str:
+        if vae_peak > budget:
+            return "tiles (Load Wan VAE's tile_size) or a smaller size"
+        latents = budget // max(per_latent, 1) - 1
+        if latents >= 2:
+            return f"clip_frames at most {4 * (latents - 1) + 1} at this size, or a smaller size"
+        return "a smaller size (one clip frame alone does not fit)"
+    mb.check_fits("clip_frames", f"clips of {clip_frames} frames at {width}x{height} (one DiT block over "
+                  f"{clip_latents} latent frames, one VAE chunk)", max(per_latent * clip_latents, vae_peak),
+                  host.compute_device(), fitting)
 
 
 def _optional_frames(images: torch.Tensor | None, input_name: str) -> torch.Tensor | None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from .onnx_session import OnnxModel, load_onnx, run_batches, wrong_model
+from .onnx_session import OnnxModel, batch_step, load_onnx, run_batches, wrong_model
 
 
 @dataclass
@@ -146,9 +146,16 @@ class OnnxDetector:
 
     def __call__(self, images: Sequence[np.ndarray], batch_size: int = 8,
                  after_batch: Callable[[int], None] | None = None) -> list[Detections]:
-        prepared = [self.prepare(with_channel_order(image, self.channel_order)) for image in images]
-        raw = run_batches(self.model, [inputs for inputs, _ in prepared], batch_size, after_batch)[0]
-        return [self.decode(r, image, context) for r, image, (_, context) in zip(raw, images, prepared)]
+        # one model batch of frames at a time: the prepared inputs of a long video are never all held, and
+        # ``after_batch`` (progress, interrupt) runs between batches (the same batches as in one pass)
+        step = batch_step(self.model, batch_size)
+        found: list[Detections] = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            prepared = [self.prepare(with_channel_order(image, self.channel_order)) for image in chunk]
+            raw = run_batches(self.model, [inputs for inputs, _ in prepared], batch_size, after_batch)[0]
+            found.extend(self.decode(r, image, context) for r, image, (_, context) in zip(raw, chunk, prepared))
+        return found
 
 
 class YoloxDetector(OnnxDetector):

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .detect import Detections, with_channel_order
-from .onnx_session import OnnxModel, load_onnx, run_batches, wrong_model
+from .onnx_session import OnnxModel, batch_step, load_onnx, run_batches, wrong_model
 
 WHOLEBODY_POINTS = 133
 
@@ -54,21 +54,28 @@ class TopDownModel:
     def __call__(self, images: Sequence[np.ndarray], detections: Sequence[Detections], batch_size: int = 8,
                  after_batch: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Keypoints ``[M, 133, 2]`` and scores ``[M, 133]`` in frame pixels, per frame."""
-        crops, centers, scales, owners = [], [], [], []
-        for f, (image, found) in enumerate(zip(images, detections)):
-            image = with_channel_order(image, self.channel_order)
-            for box, score in zip(found.boxes, found.scores):
-                crop, center, scale = self.crop(image, box, score)
+        people = [(f, box, score) for f, found in enumerate(detections)
+                  for box, score in zip(found.boxes, found.scores)]
+        results = [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS))) for _ in images]
+        if not people:
+            return results
+        # one model batch of people at a time (the same batches as in one pass): the crops of a long video are
+        # never all held, and ``after_batch`` (progress, interrupt) runs between batches
+        step = batch_step(self.model, batch_size)
+        all_points, all_vals = [], []
+        for start in range(0, len(people), step):
+            crops, centers, scales = [], [], []
+            for f, box, score in people[start:start + step]:
+                crop, center, scale = self.crop(with_channel_order(images[f], self.channel_order), box, score)
                 crops.append(crop)
                 centers.append(center)
                 scales.append(scale)
-                owners.append(f)
-        results = [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS))) for _ in images]
-        if not crops:
-            return results
-        outputs = run_batches(self.model, crops, batch_size, after_batch)
-        points, vals = self.decode(outputs, np.stack(centers), np.stack(scales))
-        owners = np.asarray(owners)
+            outputs = run_batches(self.model, crops, batch_size, after_batch)
+            points, vals = self.decode(outputs, np.stack(centers), np.stack(scales))
+            all_points.append(points)
+            all_vals.append(vals)
+        points, vals = np.concatenate(all_points), np.concatenate(all_vals)
+        owners = np.asarray([f for f, _, _ in people])
         for f in range(len(images)):
             mine = owners == f
             results[f] = (points[mine], vals[mine])

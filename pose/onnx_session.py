@@ -125,6 +125,11 @@ def wrong_model(model: OnnxModel, role: str, expected: str) -> InputError:
     return InputError(f"{role} '{model.name}'", f"has signature {model.signature()}", expected)
 
 
+def batch_step(model: OnnxModel, batch_size: int) -> int:
+    """Inputs per model call: ``batch_size`` for a dynamic batch dimension, else the model's fixed one."""
+    return max(1, int(batch_size)) if model.dynamic_batch else model.input_shape[0]
+
+
 def run_batches(model: OnnxModel, inputs: Sequence[np.ndarray], batch_size: int,
                 after_batch: Callable[[int], None] | None = None) -> list[list[np.ndarray]]:
     """Run ``inputs`` (each ``[C, H, W]``) through ``model``: in batches of
@@ -132,8 +137,7 @@ def run_batches(model: OnnxModel, inputs: Sequence[np.ndarray], batch_size: int,
     model's fixed batch size. Returns, per output, the list of per-input
     results. ``after_batch(count)`` is called after each batch (progress and
     interruption checks)."""
-    static = model.input_shape[0]
-    step = max(1, int(batch_size)) if model.dynamic_batch else static
+    step = batch_step(model, batch_size)
     results: list[list[np.ndarray]] = [[] for _ in model.output_names]
     for start in range(0, len(inputs), step):
         chunk = list(inputs[start:start + step])

@@ -113,3 +113,23 @@ def test_failed_node_frees_memory(monkeypatch):
     with pytest.raises((InputError, TypeError)):
         getattr(node(), node.FUNCTION)(poses=object())
     assert freed
+
+
+def test_vae_checks_between_the_blocks_of_one_chunk():
+    """One chunk of a large frame can take seconds on a CPU: the check also runs between its blocks, so an
+    interrupt inside the first latent frame stops it there (issue 19: within one second)."""
+    vae = tiny_wan_vae.tiny_vae()
+    latent = torch.zeros(1, 16, 1, 4, 4)
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 3:
+            raise host.Interrupted()
+    with pytest.raises(host.Interrupted):
+        decode_to_images(vae, latent, check_interrupt=check, progress=lambda d, t: None)
+    images = torch.rand(1, 32, 32, 3)
+    calls.clear()
+    with pytest.raises(host.Interrupted):
+        encode_images(vae, images, check_interrupt=check, progress=lambda d, t: None)
+    assert len(calls) == 3  # the encoder's second block, not the next chunk, saw it

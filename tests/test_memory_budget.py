@@ -47,11 +47,14 @@ def test_2048_unianimate_conditioning_stops_before_allocating(small_budget):
 def test_device_estimate_names_what_fits(monkeypatch):
     from poseanimate import host
     monkeypatch.setattr(host, "compute_device", lambda: torch.device("meta"))  # a device apart from the CPU
-    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 2 * mb.GB)  # VAE chunk 1.5 GB fits
+    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 6 * mb.GB)  # VAE chunk 5.3 GB fits
     try:
-        with pytest.raises(InputError, match=r"^pose_video: encoding 321 frames at 512x512 .*expected at most \d+ "
-                                             "frames at this size"):
-            _check_memory(object(), 321, 512, 512)
+        # one VAE chunk at 1024x768 (15.8 GB) does not fit: tiles are named, with a size that fits
+        with pytest.raises(InputError, match=r"^pose_video: encoding 321 frames at 1024x768 .*expected tiles "
+                                             r"\(Load Wan VAE's tile_size, about \d+\)"):
+            _check_memory(object(), 321, 768, 1024)
+        # the pose encoder runs per window at sampling: a long video is not refused for its sake
+        _check_memory(object(), 4001, 512, 512)
     finally:
         mb.set_budget(None)
 
@@ -60,3 +63,90 @@ def test_absurd_frame_counts_are_refused_with_the_bound():
     with pytest.raises(InputError, match=f"frames: 100001 frames is more than the {mb.MAX_FRAMES}"):
         check_frame_count(100001)
     check_frame_count(mb.MAX_FRAMES)
+
+
+# ---------------------------------------------------------------- sampling and Wan2.2-Animate
+def _dit_handle(compute_dtype=torch.bfloat16):
+    """A stand-in for Load Wan DiT's output with the real 14B widths (no weights)."""
+    from types import SimpleNamespace
+    from poseanimate.models.wan.config import WanDiTConfig
+    from poseanimate.nodes.dit_loaders import DiTHandle
+    return DiTHandle(managed=None, model=SimpleNamespace(compute_dtype=compute_dtype),
+                     info=SimpleNamespace(config=WanDiTConfig()))
+
+
+class _Conditioning:
+    """The smallest MethodConditioning: sampling must stop before it is asked for anything."""
+
+    def __init__(self, frames, height, width):
+        from poseanimate.sampling.conditioning import VideoGeometry
+        self.geometry = VideoGeometry(frames=frames, height=height, width=width)
+        self.cleared = False
+
+    def branch(self, *args, **kwargs):
+        raise AssertionError("sampling started before the memory check refused")
+
+    def clear_cache(self):
+        self.cleared = True
+
+
+def test_dit_window_estimate_of_480p():
+    # 81 frames at 832x480: 21 latent frames x 52 x 30 tokens; about 4 GB of block activations in bf16
+    tokens = mb.dit_tokens(21, 60, 104)
+    assert tokens == 21 * 30 * 52
+    assert 3 * mb.GB < mb.dit_window(tokens, 5120, 13824, torch.bfloat16) < 6 * mb.GB
+
+
+def test_2048_sampling_stops_before_loading_the_dit(monkeypatch):
+    from poseanimate import host
+    from poseanimate.nodes import sampler_nodes
+    monkeypatch.setattr(host, "compute_device", lambda: torch.device("meta"))
+    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 24 * mb.GB)
+
+    def no_loading(dit):
+        raise AssertionError("the DiT was loaded before the memory check refused")
+    monkeypatch.setattr(sampler_nodes, "running_dit", no_loading)
+    try:
+        with pytest.raises(InputError) as err:
+            sampler_nodes.PoseAnimateSampler().sample(_dit_handle(), _Conditioning(21, 256, 256), 0, 2, 1.5, 5.0,
+                                                      "euler", 21, 4, "unianimate")
+        message = str(err.value)
+        assert message.startswith("window_length: sampling windows of 21 latent frames at 2048x2048 needs about ")
+        assert "more than the 24.0 GB" in message and "expected window_length at most" in message, message
+        most = int(message.split("window_length at most ")[1].split()[0])
+        needed = mb.dit_window(mb.dit_tokens(most, 256, 256), 5120, 13824, torch.bfloat16)
+        assert needed <= 24 * mb.GB < mb.dit_window(mb.dit_tokens(most + 1, 256, 256), 5120, 13824, torch.bfloat16)
+        # 480p fits the same budget
+        sampler_nodes.check_sampling_memory(_dit_handle(), _Conditioning(21, 60, 104).geometry, 21)
+    finally:
+        mb.set_budget(None)
+
+
+def test_wan_animate_stops_before_loading_the_dit(monkeypatch):
+    from poseanimate import host
+    from poseanimate.nodes import wan_animate_nodes
+    monkeypatch.setattr(host, "compute_device", lambda: torch.device("meta"))
+    mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 16 * mb.GB)
+    monkeypatch.setattr(wan_animate_nodes, "running_dit", lambda dit: pytest.fail("the DiT was loaded"))
+    from types import SimpleNamespace
+    tiled_vae = SimpleNamespace(tile=16)  # Load Wan VAE with tile_size 16: a chunk of 256x256 pixels
+    try:
+        with pytest.raises(InputError, match=r"^clip_frames: clips of 77 frames at 1280x1280 \(one DiT block over 21 "
+                                             r"latent frames, one VAE chunk\) needs about [\d.]+ GB, more than the "
+                                             r"16.0 GB .*; expected clip_frames at most \d+ at this size"):
+            wan_animate_nodes._check_memory(_dit_handle(), tiled_vae, torch.zeros(1, 1, 1, 3).expand(77, 1280, 1280, 3),
+                                            77, False)
+        # untiled, one VAE chunk at 1280x1280 does not fit either: tiles are named first
+        with pytest.raises(InputError, match=r"expected tiles \(Load Wan VAE's tile_size\) or a smaller size"):
+            wan_animate_nodes._check_memory(_dit_handle(), object(), torch.zeros(1, 1, 1, 3).expand(77, 1280, 1280, 3),
+                                            77, False)
+        wan_animate_nodes._check_memory(_dit_handle(), object(), torch.zeros(1, 1, 1, 3).expand(77, 480, 832, 3),
+                                        77, False)
+        # the CPU: the whole video's frames (poses, output, background) are named against the pose video
+        mb.set_budget(lambda device: 1 * mb.GB if device.type == "cpu" else 80 * mb.GB)
+        with pytest.raises(InputError, match=r"^pose_video: 2001 frames at 832x480 \(poses, output frames, "
+                                             r"background\) needs .* expected at most \d+ frames at this size"):
+            wan_animate_nodes._check_memory(_dit_handle(), object(), torch.zeros(1, 1, 1, 3).expand(2001, 480, 832, 3),
+                                            77, True)
+    finally:
+        mb.set_budget(None)

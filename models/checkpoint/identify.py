@@ -45,3 +45,15 @@ def describe_checkpoint(keys: Iterable[str]) -> str:
         if hits and len(hits) * 4 >= len(keys) or (hits and what.startswith("a LoRA")):
             return f"looks like {what} (found keys like {sample_keys(hits)})"
     return f"found keys like {sample_keys(keys)}"
+
+
+# torch.save writes a zip archive (since 1.6) or a protocol-2 pickle (before): "PK\x03\x04" or the PROTO opcode
+_CHECKPOINT_HEADERS = (b"PK\x03\x04", b"\x80")
+
+
+def is_torch_checkpoint(path) -> bool:
+    """Whether ``path`` starts the way ``torch.save`` writes files; random or foreign bytes do not, so the
+    weights-only unpickler's refusal is then not a safety refusal but a file that is no checkpoint at all."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return any(head.startswith(magic) for magic in _CHECKPOINT_HEADERS)

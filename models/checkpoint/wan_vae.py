@@ -27,7 +27,7 @@ import torch
 from ...errors import InputError, first_line
 from ..wan.vae import WanVAE, WanVAEConfig
 from .convert import check_tensors
-from .identify import describe_checkpoint, sample_keys
+from .identify import describe_checkpoint, is_torch_checkpoint, sample_keys
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ def read_vae_file(path: str | Path) -> dict[str, torch.Tensor]:
     except InputError:
         raise
     except pickle.UnpicklingError as err:
+        if not is_torch_checkpoint(path):
+            raise InputError(name, "is not a PyTorch checkpoint (it starts as neither a zip archive nor a pickle)",
+                             "a complete file written by torch.save, or a .safetensors") from err
         raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
                          f"({first_line(err)})",
                          "a file of tensors only") from err

@@ -25,7 +25,7 @@ ComfyUI's comfy.ops in the host), which cast weights to the input's dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,9 @@ class FeatureCache:
     def __init__(self, device: torch.device | str | None = None):
         self.device = torch.device(device) if device is not None else None
         self._tails: dict[nn.Module, torch.Tensor] = {}
+        # called between the encoder's and decoder's blocks (an interrupt check: one chunk of a large frame
+        # can take seconds on a CPU); None: no check
+        self.between_blocks: Callable[[], None] | None = None
 
     def __contains__(self, layer: nn.Module) -> bool:
         return layer in self._tails
@@ -272,7 +275,10 @@ def _head(out_dim: int, channels: int, ops, device, dtype) -> nn.Sequential:
 
 
 def _run(layers: nn.Sequential, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+    check = cache.between_blocks
     for layer in layers:
+        if check is not None:
+            check()
         x = layer(x, cache)
     return x
 

@@ -271,6 +271,8 @@ def _encode(vae: WanVAE, source: _FrameSource, name: str, normalize: bool, tile,
     h, w = source.height // factor, source.width // factor
     stream = _TiledStream(h, w, tile, overlap, 1, cache_device)
     check, advance = _progress_and_interrupt(len(chunks) * len(stream), progress, check_interrupt)
+    for cache in stream.caches:  # interrupts are also checked between the blocks of one chunk
+        cache.between_blocks = check
     out = torch.empty(source.batch, cfg.z_dim, len(chunks), h, w, dtype=torch.float32, device=out_device)
     with torch.no_grad():
         for t, (start, stop) in enumerate(chunks):
@@ -327,6 +329,8 @@ def decode_frames(vae: WanVAE, latent: torch.Tensor, *, normalized: bool = True,
     steps = latent.shape[2]
     stream = _TiledStream(latent.shape[3], latent.shape[4], tile, overlap, vae.config.spatial_factor, cache_device)
     check, advance = _progress_and_interrupt(steps * len(stream), progress, check_interrupt)
+    for cache in stream.caches:  # interrupts are also checked between the blocks of one chunk
+        cache.between_blocks = check
     start = 0
     for t in range(steps):
         def run(index: int, cache: FeatureCache) -> torch.Tensor:

@@ -110,28 +110,92 @@ def test_broken_and_malicious_files_are_refused(method_server):
     next_job_runs(comfy, seed=202)
 
 
-def test_interrupt_inside_vae_decode_returns_quickly_and_the_next_job_runs(method_server):
+def test_broken_vae_and_pose_model_files_are_refused(method_server):
+    """Two more loaders through the host: Load Wan VAE given a truncated file, Load Pose Models an empty one."""
     comfy = method_server
-    prompt_id = comfy.queue(decode_workflow(256, 256, 1601))  # 401 latent frames through the streamed decode
-    comfy.wait_for_progress(prompt_id, "3", at_least=3, timeout=300)
+    good_vae = (comfy.models_dir / "vae" / "wan_2.1_vae.safetensors").read_bytes()
+    (comfy.models_dir / "vae" / "rb_truncated_vae.safetensors").write_bytes(good_vae[: len(good_vae) // 2])
+    wf = decode_workflow(64, 64, 5)
+    wf["2"]["inputs"]["vae_name"] = "rb_truncated_vae.safetensors"
+    message = refused(comfy, wf, "2")
+    assert message.startswith("VAE file '") and "rb_truncated_vae.safetensors" in message.split(";")[0], message
+    (comfy.models_dir / "poseanimate_pose" / "rb_empty.onnx").write_bytes(b"")
+    wf = pose_extraction_workflow(1, 64)
+    wf["4"]["inputs"]["keypoint_model"] = "rb_empty.onnx"
+    message = refused(comfy, wf, "4")
+    assert message.startswith("pose keypoint model 'rb_empty.onnx'"), message
+    assert "\n" not in message.strip()
+    next_job_runs(comfy, seed=204)
+
+
+def _interrupt_quickly(comfy, prompt_id: str, node_id: str, at_least: int, what: str) -> float:
+    """Wait until ``node_id`` reports progress, ask for an interrupt, and return how long the run took to stop."""
+    comfy.wait_for_progress(prompt_id, node_id, at_least=at_least, timeout=300)
     asked = time.monotonic()
     comfy.interrupt()
     result = comfy.wait(prompt_id, timeout=60, poll_s=0.05)
     stopped_after = time.monotonic() - asked
-    assert result.interrupted, result.messages
-    print(f"interrupt inside VAE decode: stopped {stopped_after:.2f} s after /interrupt")
+    assert result.interrupted, f"{what} was not interrupted: {result.status} {result.error}"
+    print(f"interrupt inside {what}: stopped {stopped_after:.2f} s after /interrupt")
+    return stopped_after
+
+
+def test_interrupt_inside_vae_decode_returns_quickly_and_the_next_job_runs(method_server):
+    comfy = method_server
+    prompt_id = comfy.queue(decode_workflow(256, 256, 1601))  # 401 latent frames through the streamed decode
+    stopped_after = _interrupt_quickly(comfy, prompt_id, "3", 3, "VAE decode")
     assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.2f} s after the interrupt"
     next_job_runs(comfy, seed=303)
 
 
+def test_interrupt_inside_conditioning_returns_quickly_and_the_next_job_runs(method_server):
+    """UniAnimate-DiT Conditioning made long with the tiny models: 1601 frames (the pose video padded with its
+    last pose) at 128x128, whose streamed VAE encode reports progress per latent frame."""
+    comfy = method_server
+    wf = tiny_workflow(**{"19__frames": 1601, "20__seed": 304})
+    for node_id in ("4", "9", "10"):
+        wf[node_id]["inputs"].update(width=128, height=128)
+    prompt_id = comfy.queue(wf)
+    stopped_after = _interrupt_quickly(comfy, prompt_id, "19", 3, "UniAnimate-DiT Conditioning")
+    assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.2f} s after the interrupt"
+    next_job_runs(comfy, seed=305)
+
+
+def pose_extraction_workflow(frames: int, size: int) -> dict:
+    """The reference image repeated ``frames`` times at ``size``^2 through Extract Poses, one image per call."""
+    return {"1": {"class_type": "LoadImage", "inputs": {"image": "reference.png"}},
+            "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "bilinear",
+                                                         "width": size, "height": size, "crop": "center"}},
+            "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["2", 0], "amount": frames}},
+            "4": {"class_type": "PoseAnimatePoseModelLoader",
+                  "inputs": {"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx",
+                             "device": "auto"}},
+            "5": {"class_type": "PoseAnimateExtractPoses",
+                  "inputs": {"images": ["3", 0], "pose_model": ["4", 0], "people": "largest", "person_index": 0,
+                             "empty_frames": "whole_frame", "smoothing": False, "min_cutoff": 1.0, "beta": 1.0,
+                             "fps": 30.0, "batch_size": 1}},
+            "6": {"class_type": "PoseAnimateTestMemory", "inputs": {"images": ["5", 1]}}}
+
+
+def test_interrupt_inside_pose_extraction_returns_quickly_and_the_next_job_runs(method_server):
+    comfy = method_server
+    prompt_id = comfy.queue(pose_extraction_workflow(2000, 128))
+    stopped_after = _interrupt_quickly(comfy, prompt_id, "5", 2, "Extract Poses")
+    assert stopped_after < 1.0 + 0.5, f"stopped {stopped_after:.2f} s after the interrupt"
+    next_job_runs(comfy, seed=306)
+
+
 def test_back_to_back_jobs_keep_memory_bounded(method_server):
+    """20 jobs of the smallest workflow (the tiny UniAnimate-DiT run, a new seed each: the sampler and decode
+    run again every time); resident memory after the warm-up job may grow by at most 64 MB or 5%."""
     comfy = method_server
     rss = []
-    for seed in range(5):
+    started = time.monotonic()
+    for seed in range(20):
         wf = tiny_workflow(**{"20__seed": 400 + seed})
         wf["99"] = {"class_type": "PoseAnimateTestMemory", "inputs": {"images": ["21", 0]}}
         result = comfy.run(wf, timeout=600)
         assert result.status == "success", result.error
         rss.append(int(result.outputs["99"]["text"][0]))
-    print(f"back-to-back resident memory (MB): {rss}")
+    print(f"20 back-to-back jobs in {time.monotonic() - started:.1f} s; resident memory (MB): {rss}")
     assert rss[-1] - rss[1] < max(64, 0.05 * rss[1]), rss  # after the first job warmed the caches

@@ -104,3 +104,26 @@ def test_chain_is_deterministic(models):
 def test_frame_count_that_is_not_4k_plus_1_names_the_nearest(models):
     with pytest.raises(InputError, match=r"frames.*4k\+1.*5 or 9"):
         _chain(models, frames=7)
+
+
+def test_reference_video_is_encoded_exactly_as_the_full_tensor_without_one(models):
+    """Conditioning flat in frames: the pack's VAE gets the gray frames as one expanded view; its latent is the
+    one the whole [count, H, W, 3] tensor gives, bit for bit."""
+    from poseanimate.nodes.unianimate_nodes import GRAY, encode_reference_video
+    (vae,) = PoseAnimateVAELoader().load(VAE_FILE, "fp32", 0, 8)
+    reference = torch.rand(H, W, 3, generator=torch.Generator().manual_seed(4))
+    full = torch.full((13, H, W, 3), GRAY)
+    full[0] = reference
+    seen = []
+    original = vae.encode
+
+    class Recording:
+        is_pack_vae = True
+
+        def encode(self, frames):
+            seen.append(frames)
+            return original(frames)
+    streamed = encode_reference_video(Recording(), reference, 13)
+    assert torch.equal(streamed, vae.encode(full))
+    gray = seen[0][1]
+    assert gray.shape == (12, H, W, 3) and gray.stride(0) == 0  # one frame's memory for all twelve

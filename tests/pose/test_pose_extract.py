@@ -65,3 +65,26 @@ def test_empty_batch_and_uint8_conversion(tiny_pose_files):
     assert estimator(np.zeros((0, 64, 64, 3), np.uint8)) == []
     frames = to_uint8_frames(np.array([[[[0.0, 0.5, 1.0, 0.3]]]], np.float32))
     assert frames.dtype == np.uint8 and frames.tolist() == [[[[0, 128, 255]]]]
+
+
+def test_frames_are_prepared_and_cropped_one_batch_at_a_time(tiny_pose_files):
+    """A long video's detector inputs and keypoint crops are never all held: each batch is prepared just before
+    it runs, so progress and interrupt checks come between batches from the first one on (issue 19)."""
+    import numpy as np
+    from poseanimate.pose.extract import load_pose_estimator
+    estimator = load_pose_estimator(tiny_pose_files["rtmpose"], tiny_pose_files["yolox"], "cpu")
+    frames = np.full((10, 64, 96, 3), 20, np.uint8)
+    frames[:, 10:60, 30:60] = 200
+    prepared, cropped, seen = [], [], []
+    detector, keypoints = estimator.detector, estimator.keypoints
+    prepare, crop = detector.prepare, keypoints.crop
+    detector.prepare = lambda *a, **k: prepared.append(1) or prepare(*a, **k)
+    keypoints.crop = lambda *a, **k: cropped.append(1) or crop(*a, **k)
+    try:
+        poses = estimator(frames, batch_size=4, progress=lambda done, total: seen.append((len(prepared),
+                                                                                         len(cropped))))
+    finally:
+        del detector.prepare, keypoints.crop
+    assert len(poses) == 10
+    assert seen[:3] == [(4, 0), (8, 0), (10, 0)]  # the detector's batches: 4, 4, 2 frames prepared
+    assert seen[3][1] <= 4  # the keypoint model's first batch: at most one batch of crops
