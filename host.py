@@ -141,6 +141,8 @@ def add_lora_patches(managed: Any, updates: dict[str, list[Any]], strength: floa
     and ``diff`` (models/lora.py's LoraUpdate). Inside the host they become the
     host's own weight patches on a clone of the ModelPatcher, applied (and
     removed) as it loads and unloads the model, low-VRAM streaming included.
+    A parameter the host's loader never patches (a block's ``modulation``:
+    its module has sub-modules) goes in merged, as an object patch.
     Outside the host the caller merges with models/lora.py instead; this
     returns ``managed`` unchanged there.
     """
@@ -150,6 +152,9 @@ def add_lora_patches(managed: Any, updates: dict[str, list[Any]], strength: floa
     patched = managed.clone()
     rounds: list[dict[str, Any]] = []  # the host takes one patch per key per call
     for key, items in updates.items():
+        if _outside_load_list(patched.model, key):
+            _add_merged_object_patch(patched, key, items, strength)
+            continue
         for r, update in enumerate(items):
             if len(rounds) <= r:
                 rounds.append({})
@@ -161,6 +166,33 @@ def add_lora_patches(managed: Any, updates: dict[str, list[Any]], strength: floa
     for patches in rounds:
         patched.add_patches(patches, strength)
     return patched
+
+
+def _outside_load_list(model: torch.nn.Module, key: str) -> bool:
+    """Whether ``key`` is a parameter of a module that also has sub-modules with parameters (a block's
+    ``modulation``, the head's). The host's loader walks only modules whose parameters are all their own and
+    never applies a weight patch to such a parameter: a LoRA's delta on it would be dropped silently."""
+    module_name, _, _ = key.rpartition(".")
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError:
+        return False
+    return any(True for child in module.children() for _ in child.parameters())
+
+
+def _add_merged_object_patch(patched: Any, key: str, items: list[Any], strength: float) -> None:
+    """Put ``key``'s LoRA deltas on the host's patcher as an object patch: the merged parameter, which the
+    host swaps in when it loads the model and takes out (restoring the original) when it unloads it.
+    Such parameters are small (a modulation is 6 x width), so the merged copy costs little."""
+    current = patched.object_patches.get(key)
+    if current is None:
+        current = patched.object_patches_backup.get(key)  # the original while another clone is patched in
+    if current is None:
+        current = patched.model.get_parameter(key)
+    merged = current.detach().float()
+    for update in items:
+        merged = merged + update.delta(tuple(current.shape), current.device) * float(strength)
+    patched.add_object_patch(key, torch.nn.Parameter(merged.to(current.dtype), requires_grad=False))
 
 
 def load_to_device(model: Any) -> Any:

@@ -7,7 +7,17 @@ Key styles (all resolved through the one key map in checkpoint/wan_keys.py):
 - kohya / musubi ``lora_unet_blocks_0_self_attn_q.lora_down.weight`` /
   ``lora_up.weight`` / ``.alpha``, and the dotted ``diffusion_model.<module>.lora_down.weight``;
 - diffusers ``transformer.blocks.0.attn1.to_q.lora_A.weight`` (and ``lora_B.bias``);
-- full deltas ``<module>.diff`` (weight) and ``<module>.diff_b`` (bias).
+- full deltas ``<module>.diff`` (weight, or a bare parameter such as ``blocks.0.modulation``),
+  ``<module>.diff_b`` (bias) and LightX2V's ``blocks.0.diff_m`` / ``head.diff_m`` (the modulation).
+
+The step/CFG-distill LoRAs users run (LightX2V's, and Kijai's repacks such as
+``lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors``) are the
+dotted kohya form: ``diffusion_model.blocks.0.self_attn.q.lora_down.weight`` /
+``lora_up.weight`` / ``alpha`` on every Linear (and the patch embedding), a
+``.diff_b`` per bias, a ``.diff`` per norm weight and modulation, in fp16,
+bf16 or fp32, rank 32 to 256; all of it merges here (a rank above a layer's
+width too). Any strength is taken, above 1 included; NaN or infinite values in
+a file (or a non-finite strength) are refused.
 
 The merged update of a weight is ``strength * scale * (B @ A)`` with
 ``scale = alpha / rank`` when the file has an alpha and 1 otherwise (PEFT
@@ -60,8 +70,9 @@ _ROLES = (
     (".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora_B.bias", "bias"),
     (".lora_down.weight", "down"), (".lora_up.weight", "up"),
     (".lora_mid.weight", "unsupported"), (".dora_scale", "unsupported"),
-    (".alpha", "alpha"), (".diff_b", "diff_b"), (".diff", "diff"),
+    (".alpha", "alpha"), (".diff_b", "diff_b"), (".diff_m", "diff_m"), (".diff", "diff"),
 )
+MODULATION = "modulation"  # LightX2V's '<block>.diff_m' is the delta of '<block>.modulation'
 EXPECTED_LORA = "a LoRA trained for the Wan 2.1/2.2 DiT of this size (14B LoRAs do not fit 1.3B/5B models)"
 
 
@@ -69,7 +80,11 @@ def lora_role(key: str) -> tuple[str, str] | None:
     """``(module stem, role)`` for a LoRA key, None for a tensor that is not a LoRA weight."""
     for ending, role in _ROLES:
         if key.endswith(ending):
-            return key[: -len(ending)], role
+            stem = key[: -len(ending)]
+            if role == "diff_m":  # a bare parameter's full delta, under the parameter's own name
+                sep = "_" if stem.startswith(KOHYA_PREFIX) else "."
+                return f"{stem}{sep}{MODULATION}", "diff"
+            return stem, role
     return None
 
 
@@ -224,6 +239,9 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mappin
             lora.extra[strip_wrapper_prefix(key, EXTRA_PREFIXES)[1]] = tensor
             continue
         stem, role = found
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(label, f"'{key}' holds NaN or infinite values (a damaged file, or one saved from a "
+                             "diverged training)", "a LoRA with finite weights")
         if role == "unsupported":
             raise InputError(label, f"'{key}' is a LoCon/DoRA weight, which this loader does not merge",
                              "a plain LoRA (A/B or down/up pairs, optional alpha, .diff deltas)")
@@ -231,6 +249,7 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mappin
     if not roles:
         raise InputError(label, f"holds no LoRA weights (found keys like {sample_keys(state_dict)})", EXPECTED_LORA)
     diffusers = is_diffusers_layout(strip_wrapper_prefix(s)[1] for s in roles if not s.startswith(KOHYA_PREFIX))
+    misfits: list[str] = []
     for stem, parts in roles.items():
         module = targets.module(stem, diffusers)
         for role, (key, tensor) in parts.items():
@@ -241,9 +260,16 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], model: nn.Module | Mappin
                 lora.unmatched.append(key)
                 continue
             update = _update(label, target, key, role, tensor, parts)
-            if update is not None:
-                _check_shape(label, update, targets.shapes[target])
+            if update is None:
+                continue
+            misfit = _misfit(update, targets.shapes[target])
+            if misfit is not None:
+                misfits.append(misfit)
+            elif not misfits:
                 lora.updates.setdefault(target, []).append(update)
+    if misfits:
+        more = f"; {len(misfits) - 1} more of its weights do not fit either" if len(misfits) > 1 else ""
+        raise InputError(label, misfits[0] + more, EXPECTED_LORA)
     if not lora.updates:
         raise InputError(label, f"is a LoRA for another architecture: none of its {len(lora.unmatched)} weights "
                          f"match a Wan DiT parameter (keys like {sample_keys(lora.unmatched)})", EXPECTED_LORA)
@@ -273,21 +299,44 @@ def _update(label: str, target: str, key: str, role: str, tensor: torch.Tensor,
     return LoraUpdate(target, key, up=tensor, down=parts["down"][1], alpha=alpha)
 
 
-def _check_shape(label: str, update: LoraUpdate, shape: tuple[int, ...]) -> None:
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+def _misfit(update: LoraUpdate, shape: tuple[int, ...]) -> str | None:
+    """Why ``update`` does not fit a parameter of ``shape`` (naming the file key and both shapes), or None."""
     numel = 1
     for s in shape:
         numel *= s
     if update.diff is not None:
-        if update.diff.numel() != numel:
-            raise InputError(label, f"'{update.source}' has shape {list(update.diff.shape)}",
-                             f"shape {list(shape)} of '{update.target}' ({EXPECTED_LORA})")
-        return
+        if _squeezed(update.diff.shape) == _squeezed(shape):  # a modulation may come as [6, dim] or [1, 6, dim]
+            return None
+        return (f"'{update.source}' has shape {list(update.diff.shape)}, which does not fit '{update.target}' "
+                f"of shape {list(shape)}{_kind_hint(update, shape)}")
     up, down = update.up, update.down
     fits = (up.dim() >= 2 and down.dim() >= 2 and up.shape[0] == shape[0] and up[0].numel() == down.shape[0]
             and up.shape[0] * down[0].numel() == numel)
-    if not fits:
-        raise InputError(label, f"'{update.source}' (up {list(up.shape)}, down {list(down.shape)}) does not fit "
-                         f"'{update.target}' of shape {list(shape)}", EXPECTED_LORA)
+    if fits:
+        return None
+    return (f"'{update.source}' (up {list(up.shape)}, down {list(down.shape)}) does not fit "
+            f"'{update.target}' of shape {list(shape)}{_kind_hint(update, shape)}")
+
+
+def _kind_hint(update: LoraUpdate, shape: tuple[int, ...]) -> str:
+    """What a misfit of the input layer means: a LoRA for the other kind of Wan DiT (T2V on I2V ...)."""
+    if not update.target.startswith("patch_embedding.weight") or len(shape) < 2:
+        return ""
+    if update.down is not None:
+        channels = int(update.down.shape[1]) if update.down.dim() == 5 else None
+        width = int(update.up.shape[0])
+    else:
+        channels = int(update.diff.shape[1]) if update.diff.dim() == 5 else None
+        width = int(update.diff.shape[0])
+    if channels is None or width != shape[0] or channels == shape[1]:
+        return ""
+    kinds = {16: "T2V", 36: "I2V", 48: "Wan2.2 TI2V 5B"}
+    return (f" (the LoRA is for a {kinds.get(channels, f'{channels}-channel')} DiT, the model is "
+            f"{kinds.get(shape[1], f'a {shape[1]}-channel DiT')})")
 
 
 def load_lora(path: str | Path, model: nn.Module | Mapping[str, Sequence[int]]) -> Lora:
@@ -343,6 +392,7 @@ def merge_loras(model: nn.Module, loras: Sequence[tuple[Lora, float]], backup_de
     """
     totals: dict[str, torch.Tensor] = {}
     for lora, strength in loras:
+        check_strength(strength, lora.name)
         for target, updates in lora.updates.items():
             param = model.get_parameter(target)
             for update in updates:
@@ -369,6 +419,15 @@ def merge_loras(model: nn.Module, loras: Sequence[tuple[Lora, float]], backup_de
         object.__setattr__(model, "_merged_loras", [])
     model._merged_loras.append(handle)
     return handle
+
+
+def check_strength(strength: float, name: str = "LoRA") -> float:
+    """``strength`` as a float; any finite value (above 1, negative) is taken, NaN and infinity are refused."""
+    value = float(strength)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InputError(f"strength of LoRA '{name}'", f"is {value}", "a finite number (1.0 is what it was trained "
+                         "with; distill LoRAs are often run at 1 to 3)")
+    return value
 
 
 def extra_tensors(loras: Iterable[Lora]) -> dict[str, torch.Tensor]:

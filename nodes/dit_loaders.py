@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..models.checkpoint import STORAGE_DTYPES, WanCheckpointInfo, load_wan_dit, storage_dtype_from_name
 from ..models.checkpoint.fp8 import is_fp8
 from ..models.checkpoint.wan_dit import scaled_fp8_format
-from ..models.lora import Lora, load_lora
+from ..models.lora import Lora, check_strength, load_lora
 
 DIT_TYPE = "POSEANIMATE_DIT"
 CATEGORY = "PoseAnimate/loaders"
@@ -93,8 +93,10 @@ def dit_handle(model, info: WanCheckpointInfo, attention: str) -> DiTHandle:
 
 
 class PoseAnimateLoRA:
-    DESCRIPTION = ("Adds a LoRA to the Wan DiT (PEFT, kohya/ComfyUI or diffusers key style). Chain several. "
-                   "Keys that fit no weight are named in the log; a LoRA for another model is refused.")
+    DESCRIPTION = ("Adds a LoRA to the Wan DiT (PEFT, kohya/ComfyUI or diffusers key style, with alpha, .diff and "
+                   ".diff_b deltas: the lightx2v step-distill LoRAs too). Chain several. Keys that fit no weight are "
+                   "named in the log; a LoRA for another model (size or kind) is refused, naming the first key "
+                   "that does not fit.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (DIT_TYPE,)
     RETURN_NAMES = ("dit",)
@@ -117,8 +119,9 @@ class PoseAnimateLoRA:
 
 def with_lora(dit: DiTHandle, lora: Lora, strength: float) -> DiTHandle:
     """A new handle with ``lora`` added: the host's weight patches inside ComfyUI, merged at sampling outside."""
+    strength = check_strength(strength, lora.name)
     managed = host.add_lora_patches(dit.managed, lora.updates, strength)
-    return replace(dit, managed=managed, loras=dit.loras + ((lora, float(strength)),))
+    return replace(dit, managed=managed, loras=dit.loras + ((lora, strength),))
 
 
 NODES = {"PoseAnimateDiTLoader": (PoseAnimateDiTLoader, "Load Wan DiT (PoseAnimate)"),

@@ -3,5 +3,6 @@
 Not part of the core the nodes run: the networks are in ``models/``; this package writes files
 for them (and for the methods' extra weights) at tiny widths under the real keys and file names.
 ``wan_dit.py``: a Wan DiT state dict at the official keys, Comfy-Org single files, scaled fp8;
-``model_files.py``: every model file the workflows load, under the README's file names.
+``model_files.py``: every model file the workflows load, under the README's file names;
+``distill_lora.py``: LightX2V-style step-distill LoRAs (down/up/alpha, ``.diff_b``, ``.diff``) for any DiT.
 """

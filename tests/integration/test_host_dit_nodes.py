@@ -92,3 +92,74 @@ def test_scaled_fp8_file_keeps_fp8_weights_in_the_host(generation, host_probe, c
     assert out["weight_dtype"] == "torch.float8_e4m3fn", out  # kept in fp8, not dequantized to bf16
     assert out["ops"].startswith("comfy.ops") and ("scaled" in out["ops"].lower() or "Mixed" in out["ops"]), out
     assert out["rel"] < FP8_HOST_TOLERANCE, out
+
+
+_DISTILL_PROBE = """
+    import torch
+    import comfy.model_management as mm
+    from poseanimate import host
+    from poseanimate.models.checkpoint import load_wan_dit
+    from poseanimate.models.lora import load_lora, merge_loras
+    from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader, PoseAnimateLoRA
+
+    dit_name, lora_name, strength = probe_args[0], probe_args[1], float(probe_args[2])
+    (base_handle,) = PoseAnimateDiTLoader().load(dit_name, "fp32", "fp32", "sdpa")
+    before = {k: v.detach().clone() for k, v in base_handle.model.state_dict().items()}
+    (handle,) = PoseAnimateLoRA().apply(base_handle, lora_name, strength)
+    model = host.load_to_device(handle.managed)
+    reference, _ = load_wan_dit(base + "/models/diffusion_models/" + dit_name, storage_dtype=torch.float32)
+    lora = load_lora(base + "/models/loras/" + lora_name, reference)
+    merge_loras(reference, [(lora, strength)])
+    reference = reference.to(next(model.parameters()).device)
+    got, want = model.state_dict(), reference.state_dict()
+    roles, bad = {}, []
+    for target, updates in lora.updates.items():
+        for u in updates:
+            role = u.source.rsplit(".", 1)[-1] if u.diff is not None else "lora"
+            err = float((got[target].float() - want[target].float()).abs().max())
+            roles[role] = max(roles.get(role, 0.0), err)
+            if err > 1e-5:
+                bad.append(target)
+    changed = {r: 0 for r in roles}
+    for target, updates in lora.updates.items():
+        role = updates[0].source.rsplit(".", 1)[-1] if updates[0].diff is not None else "lora"
+        changed[role] += int(not torch.equal(got[target].cpu(), before[target]))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 20, 2, 4, 4, generator=g)
+    ctx, clip = torch.randn(1, 5, 32, generator=g), torch.randn(1, 257, 32, generator=g)
+    dev = next(model.parameters()).device
+    x, y, ctx, clip = (v.to(dev) for v in (x, y, ctx, clip))
+    t = torch.tensor([750.0], device=dev)
+    with torch.no_grad():
+        out, ref = model(x, t, ctx, clip_fea=clip, y=y), reference(x, t, ctx, clip_fea=clip, y=y)
+    mm.unload_all_models()
+    restored = all(torch.equal(v.detach().cpu(), before[k]) for k, v in base_handle.model.state_dict().items())
+    print("PROBE" + json.dumps({"param_err": roles, "changed": changed, "targets": len(lora.updates), "bad": bad[:8],
+                                "out_err": float((out - ref).abs().max()), "host": host.host_features().version,
+                                "restored": restored}))
+"""
+
+
+def test_distill_lora_with_bias_and_norm_deltas_in_the_host_matches_the_merged_model(host_probe, comfy_base):
+    """A lightx2v-style distill LoRA (down/up/alpha, .diff_b on biases, .diff on norms and modulations, bf16,
+    rank 32, strength above 1) applied by the LoRA node as the host's weight patches equals the LoRA merged
+    outside the host, and the host puts the weights back when it unloads."""
+    from poseanimate.models.wan.config import infer_config
+    from poseanimate.models.wan.dit import WanDiT
+    from poseanimate.tiny_models.distill_lora import DISTILL_LORA_FILE, base_shapes, write_distill_lora
+    from poseanimate.tiny_models.wan_dit import save_comfy_single_file, tiny_wan_state_dict
+    models = comfy_base / "models"
+    (models / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    state = tiny_wan_state_dict("i2v", seed=7)
+    dit_name = "wan2.1_i2v_480p_14B_distill_probe.safetensors"
+    save_comfy_single_file(state, models / "diffusion_models" / dit_name, dtype=torch.float16, num_heads=2)
+    shapes = base_shapes(WanDiT(infer_config(state, num_heads=2), device="meta"))
+    write_distill_lora(models / "loras" / DISTILL_LORA_FILE, shapes, rank=32, alpha=16.0, dtype=torch.bfloat16, seed=1)
+    out = host_probe(_DISTILL_PROBE, args=(dit_name, DISTILL_LORA_FILE, "1.5"))
+    print(f"distill LoRA in ComfyUI {out['host']}: max parameter error by kind {out['param_err']}, "
+          f"forward {out['out_err']:.2e}")
+    assert set(out["param_err"]) == {"lora", "diff", "diff_b"}, out
+    assert out["targets"] == len(shapes)
+    assert max(out["param_err"].values()) < 1e-5 and out["out_err"] < 1e-5, out
+    assert all(n > 0 for n in out["changed"].values()), out
+    assert out["restored"], out
