@@ -364,6 +364,8 @@ def make_step_cache(name: str, threshold: float | None = None, start: int | None
         raise InputError("cache", f"is {name!r}", f"one of {', '.join(CACHE_NAMES)}")
     if name == "none":
         return None
+    if start is not None and end is not None and end <= start:
+        raise InputError("cache_end", f"is {end}, not after cache_start {start}", "a step after cache_start")
     kwargs: dict[str, Any] = {"start": start, "end": end}
     if threshold is not None:
         kwargs["threshold"] = threshold
