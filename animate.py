@@ -48,6 +48,7 @@ from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_F
 from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
+from poseanimate.sampling.step_cache import CACHE_NAMES, make_step_cache  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 
 POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
@@ -74,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "models and LoRAs (use --cfg 1.0)")
     p.add_argument("--step-list", default=None,
                    help="lightx2v_distill's timesteps, comma-separated (default 1000,750,500,250)")
+    p.add_argument("--cache", choices=CACHE_NAMES, default="none",
+                   help="step caching: teacache, magcache or easycache (default none: every step computed)")
+    p.add_argument("--cache-threshold", type=float, default=0.2,
+                   help="0..1, higher is faster and less exact; 0 never caches (teacache 0.2, magcache 0.12)")
+    p.add_argument("--cache-start", type=int, default=None, help="first step that may be cached (policy default)")
+    p.add_argument("--cache-end", type=int, default=None, help="steps from this one on are computed")
     p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
@@ -197,8 +204,9 @@ def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> No
 def check_numbers(args: argparse.Namespace) -> None:
     """The float options are finite numbers (argparse's float() takes 'nan' and 'inf')."""
     from poseanimate.nodes.input_checks import check_finite
-    for option in ("cfg", "shift", "fps"):
-        check_finite(f"--{option}", getattr(args, option))
+    for option in ("cfg", "shift", "fps", "cache_threshold"):
+        check_finite(f"--{option.replace('_', '-')}", getattr(args, option))
+    make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)  # range and bounds
     if args.fps <= 0:
         raise InputError("--fps", f"{args.fps} is not positive", "frames per second above 0")
 
@@ -249,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         merged = merge_loras(model, [(weights.lora, 1.0)])
         try:
             scheduler = make_scheduler(args.sampler, steps, args.shift, args.step_list)
+            cache = make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)
             latent = sample_video(model, cond, scheduler, args.cfg, args.seed,
                                   WindowSettings(args.window, args.overlap),
                                   progress=lambda done, total: print(f"  step {done}/{total}", flush=True),
-                                  check_interrupt=lambda: None)
+                                  check_interrupt=lambda: None, cache=cache)
+            if cache is not None:
+                print(cache.report())
         finally:
             merged.restore()
         images = decode_to_images(vae, latent)

@@ -18,6 +18,7 @@ from ..sampling.conditioning import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
 from ..sampling.schedulers import DEFAULT_STEP_LIST, SCHEDULER_NAMES, make_scheduler
+from ..sampling.step_cache import CACHE_NAMES, make_step_cache
 from ..sampling.video import WindowSettings, progress_text, sample_video, window_count
 from ..sampling.windows import WEIGHTINGS
 from .dit_loaders import DIT_TYPE, DiTHandle
@@ -34,6 +35,23 @@ STEP_LIST_INPUT = ("STRING", {"default": DEFAULT_STEP_LIST,
                                          "(pure noise) down, strictly decreasing, each 1..1000 (LightX2V's "
                                          "denoising_step_list; 4 steps: 1000, 750, 500, 250). Its length is the "
                                          "step count; other schedulers ignore it."})
+CACHE_INPUTS = {
+    "cache": (list(CACHE_NAMES), {"default": "none",
+              "tooltip": "Step caching: reuse the DiT blocks' residual on steps where it barely changes (each "
+                         "guidance branch and window on its own). teacache: the timestep modulation's change "
+                         "with TeaCache's Wan2.1 polynomials; magcache: MagCache's published magnitude ratios; "
+                         "easycache: adaptive, measured during the run. none: every step computed."}),
+    "cache_threshold": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
+                        "tooltip": "How much change may accumulate before the blocks run again: higher is "
+                                   "faster and less exact, 0 never caches. Published: teacache 0.2 (14B "
+                                   "I2V 480p, up to 0.3), magcache 0.12 (0.24 fast), easycache 0.2."}),
+    "cache_start": ("INT", {"default": -1, "min": -1, "max": 200,
+                    "tooltip": "First step that may be cached; -1: the policy's default (teacache 5, magcache "
+                               "after 20% of the steps, easycache after 15%)."}),
+    "cache_end": ("INT", {"default": -1, "min": -1, "max": 200,
+                  "tooltip": "Steps from this one on are always computed; -1: the policy's default (teacache "
+                             "and magcache none, easycache the last 5%)."}),
+}
 CATEGORY = "PoseAnimate/sampling"
 
 
@@ -84,17 +102,20 @@ class PoseAnimateSampler:
             "blending": (list(WEIGHTINGS), {"default": "unianimate",
                          "tooltip": "How overlapping windows are mixed: unianimate (its own rule: uniform, "
                                     "first 2 frames private to each window), uniform, linear, pyramid, relative."}),
-        }, "optional": {"step_list": STEP_LIST_INPUT}}
+        }, "optional": {"step_list": STEP_LIST_INPUT, **CACHE_INPUTS}}
 
     def sample(self, dit: DiTHandle, conditioning: MethodConditioning, seed: int, steps: int, cfg: float,
                shift: float, scheduler: str, window_length: int, window_overlap: int,
-               blending: str, step_list: str = DEFAULT_STEP_LIST) -> tuple[dict]:
+               blending: str, step_list: str = DEFAULT_STEP_LIST, cache: str = "none",
+               cache_threshold: float = 0.2, cache_start: int = -1, cache_end: int = -1) -> tuple[dict]:
         if not isinstance(dit, DiTHandle):
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of a PoseAnimate DiT loader")
         if not isinstance(conditioning, MethodConditioning):
             raise InputError("conditioning", f"is a {type(conditioning).__name__}",
                              "the output of a PoseAnimate method conditioning node")
         sampler = make_scheduler(scheduler, steps, shift, step_list)  # bad settings fail before loading
+        step_cache = make_step_cache(cache, cache_threshold, None if cache_start < 0 else cache_start,
+                                     None if cache_end < 0 else cache_end)
         windows = WindowSettings(window_length, window_overlap, blending)
         count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
         check_sampling_memory(dit, conditioning.geometry, window_length)
@@ -103,7 +124,10 @@ class PoseAnimateSampler:
             with running_dit(dit) as model:
                 latent = sample_video(model, conditioning, sampler, cfg, seed,
                                       windows, window_progress=lambda *at: _report(progress, *at),
-                                      callback=lambda i, x, x0: progress.update(0, preview=x0))
+                                      callback=lambda i, x, x0: progress.update(0, preview=x0),
+                                      cache=step_cache)
+                if step_cache is not None:
+                    log.info("PoseAnimate %s", step_cache.report())
         finally:
             conditioning.clear_cache()  # per-run caches (pose tokens) are not kept in the host's node-output cache
             host.free_memory()

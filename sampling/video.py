@@ -18,6 +18,7 @@ from .conditioning import MethodConditioning
 from .guidance import Guidance
 from .loop import ProgressFn, StepCallback, VelocityFn, interrupt_check, make_noise, sample
 from .schedulers import Scheduler
+from .step_cache import StepCache
 from .wan_denoiser import WanCond, WanDenoiser
 from .windows import (DEFAULT_OVERLAP, DEFAULT_WINDOW, Window, WindowPlan, add_private_frames,
                       check_blending, denoise_windowed, plan_windows, real_frames)
@@ -88,7 +89,7 @@ def progress_text(step: int, steps: int, window: int, windows: int) -> str:
 def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, cfg_scale: float, seed: int,
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
-                 check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -103,12 +104,19 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     step's latent and x0 estimate (previews). ``check_interrupt`` (default: the
     host's) runs before every step, window and DiT block, so an interrupt stops
     within one block.
+
+    ``cache`` (a :class:`~.step_cache.StepCache`, off by default) runs the DiT's block stack: it is reset
+    here, so no residual crosses calls (Wan2.2-Animate clips), and told the guidance branch, the window and
+    the step before every forward, so each branch and window keeps its own state; its counts add up over
+    calls (``cache.report()``).
     """
     check_interrupt = interrupt_check(check_interrupt)
     if progress is None and window_progress is not None:
         progress = _no_progress
     geometry = conditioning.geometry
-    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt())
+    if cache is not None:
+        cache.reset()
+    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt(), runner=cache)
     steps = scheduler.steps
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
@@ -127,6 +135,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
                 window_progress(done, total, 1, 1)
 
         def run(x: torch.Tensor, timestep: torch.Tensor, branch: Branch) -> torch.Tensor:
+            _begin(cache, branch, None)
             return denoiser(x, timestep, branch.resolve(None))
         return sample(guidance.bind(run), noise, scheduler, progress=step_progress,
                       check_interrupt=check_interrupt, callback=callback, noise_seed=seed)
@@ -139,7 +148,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
         def on_window(step: int, window: Window) -> None:
             window_progress(step + 1, steps, window.index + 1, len(plan))
 
-    out = sample(windowed_velocity(denoiser, guidance, plan, windows.weighting, check_interrupt, on_window),
+    out = sample(windowed_velocity(denoiser, guidance, plan, windows.weighting, check_interrupt, on_window, cache),
                  state, scheduler, progress=progress,
                  check_interrupt=check_interrupt, noise_seed=seed,
                  callback=None if callback is None else (lambda i, x, x0: callback(i, real_frames(x, plan),
@@ -149,24 +158,34 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
 
 def windowed_velocity(denoiser: Callable[[torch.Tensor, torch.Tensor, WanCond], torch.Tensor], guidance: Guidance,
                       plan: WindowPlan, weighting: str, check_interrupt: Callable[[], None] | None = None,
-                      on_window: Callable[[int, Window], None] | None = None) -> VelocityFn:
+                      on_window: Callable[[int, Window], None] | None = None,
+                      cache: StepCache | None = None) -> VelocityFn:
     """The loop's ``(state, timestep, step) -> velocity`` over ``plan``'s windows.
 
     At each step every window is guided on its own (both branches resolved for
     that window: ``guidance``'s items are :class:`Branch`-es), then the windows'
     velocities are blended with ``weighting`` (:func:`~.windows.denoise_windowed`;
     the state carries the private frames, see :func:`~.windows.add_private_frames`).
-    ``on_window(step, window)`` is called after each window.
+    ``on_window(step, window)`` is called after each window; ``cache`` is told each forward's branch and
+    window (its state key) and step.
     """
     def velocity(state: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
         def guided(latent: torch.Tensor, window: Window) -> torch.Tensor:
-            out = guidance.velocity(lambda z, t, branch: denoiser(z, t, branch.resolve(window)), latent, timestep,
-                                    step)
+            def run(z: torch.Tensor, t: torch.Tensor, branch: Branch) -> torch.Tensor:
+                _begin(cache, branch, window.index)
+                return denoiser(z, t, branch.resolve(window))
+            out = guidance.velocity(run, latent, timestep, step)
             if on_window is not None:
                 on_window(step, window)
             return out
         return denoise_windowed(guided, state, plan, weighting, check_interrupt=check_interrupt)
     return velocity
+
+
+def _begin(cache: StepCache | None, branch: Branch, window: int | None) -> None:
+    """Key the cache's state by (guidance branch, window) and tell it the step."""
+    if cache is not None:
+        cache.begin((branch.positive, window), branch.step, branch.steps)
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -29,8 +29,9 @@ class WanCond:
 class WanDenoiser:
     """Calls a :class:`WanDiT` with a :class:`WanCond`; checks for interruption before each block."""
 
-    def __init__(self, model: WanDiT, on_block: Callable[[int], None] | None = None):
+    def __init__(self, model: WanDiT, on_block: Callable[[int], None] | None = None, runner=None):
         self.model = model
+        self.runner = runner  # a block runner for every forward (a step cache); None: the model's own
         if on_block is None:
             check = interrupt_check()
             on_block = lambda _index: check()  # noqa: E731
@@ -39,8 +40,9 @@ class WanDenoiser:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, timestep: torch.Tensor, cond: WanCond) -> torch.Tensor:
         device = next(self.model.parameters()).device
+        extra = {} if self.runner is None else {"runner": self.runner}  # stand-in models need not take one
         out = self.model(x.to(device), timestep.to(device), cond.context.to(device),
                          clip_fea=None if cond.clip_fea is None else cond.clip_fea.to(device),
                          y=None if cond.y is None else cond.y.to(device),
-                         ext=cond.ext, on_block=self.on_block)
+                         ext=cond.ext, on_block=self.on_block, **extra)
         return out.to(x.device)

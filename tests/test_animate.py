@@ -109,3 +109,14 @@ def test_non_finite_numbers_are_refused_before_work(tmp_path, capsys, option, va
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {option}: is ") and "finite number" in err and "\n" not in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cache_option_runs_and_reports(tmp_path, capsys):
+    run(tmp_path, "cached", "--steps", "4", "--cache", "magcache", "--cache-threshold", "1.0", "--cache-start", "1")
+    assert "magcache: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["nan", "1.5", "-1"])
+def test_bad_cache_threshold_is_refused_before_work(tmp_path, capsys, value):
+    assert animate.main(["--out", str(tmp_path / "x.mp4"), "--cache", "teacache", f"--cache-threshold={value}"]) == 2
+    assert "cache-threshold" in capsys.readouterr().err.replace("_", "-")

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from ...sampling.schedulers import Scheduler
+from ...sampling.step_cache import StepCache
 from ...sampling.video import sample_video
 from .plan import ANIMATE_CLIP_LEN, assemble_clips, plan_clips
 from .conditioning import build_animate_conditioning
@@ -75,7 +76,7 @@ def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode
                   pose_strength: float = 1.0, face_strength: float = 1.0,
                   progress: Callable[[int, int], None] | None = None,
                   clip_progress: ClipProgressFn | None = None,
-                  check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+                  check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
     """The animated video, IMAGE ``[N, H, W, 3]`` for ``N`` pose frames.
 
     Animation mode without ``background``; replacement mode with
@@ -105,7 +106,8 @@ def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode
                                        len(plan))
         try:
             latent = sample_video(model, cond, scheduler, cfg_scale, seed + inputs.clip.index,
-                                  progress=step_progress, check_interrupt=check_interrupt)
+                                  progress=step_progress, check_interrupt=check_interrupt,
+                                  cache=cache)  # reset per clip: no residual crosses a clip
         finally:
             cond.clear_cache()
         frames = decode(drop_reference_frame(latent))
