@@ -28,7 +28,7 @@ NEWEST_TESTED = "0.33.0"
 MIN_FRONTEND = "1.27.10"  # the front end ComfyUI 0.3.64 pins; web/ uses nothing newer
 
 # Optional features: the pack runs without them, with the fallback said once in the log.
-FP8_SCALED_OPS = "fp8 layers: scaled_fp8_ops"        # hosts up to 0.3.x: pick_operations(scaled_fp8=...)
+FP8_SCALED_OPS = "fp8 layers: scaled_fp8_ops"        # hosts up to 0.3.x (scaled_fp8= passed only where it exists)
 FP8_MIXED_OPS = "fp8 layers: mixed_precision_ops"    # hosts from 0.8: per-layer quantization (comfy_quant)
 PROGRESS_TEXT = "progress text on the node"
 LATENT_PREVIEWS = "latent previews"

@@ -8,7 +8,8 @@ import torch
 from .. import memory_budget as mb
 from ..errors import InputError
 from ..pose.keypoints import BODY, PoseFrame, scale_frames
-from ..pose.retarget import retarget_report, retarget_unianimate, retarget_wan_animate
+from ..pose.retarget import retarget_unianimate, retarget_wan_animate
+from ..pose.retarget_report import retarget_report
 from .pose_io import CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_in, poses_out
 from .pose_preview import preview_ui
 

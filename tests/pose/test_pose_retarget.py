@@ -10,7 +10,7 @@ import pytest
 
 from poseanimate.errors import InputError
 from poseanimate.pose import keypoints as kp
-from poseanimate.pose import retarget
+from poseanimate.pose import retarget, retarget_reference
 from poseanimate.pose.render import render_pose
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -109,8 +109,8 @@ def _bone_lengths(person, bones):
     return np.array([np.linalg.norm(person[c, :2] - person[p, :2]) for p, c in bones])
 
 
-BODY_BONES = retarget.UNIANIMATE_BONES          # neck-to-head, arms, legs below the hips
-WAN_BODY_LIMBS = retarget.WAN_LIMBS[:17]        # all but the toe limbs, which are clamped to half a shin
+BODY_BONES = retarget_reference.UNIANIMATE_BONES          # neck-to-head, arms, legs below the hips
+WAN_BODY_LIMBS = retarget_reference.WAN_LIMBS[:17]        # all but the toe limbs, which are clamped to half a shin
 
 
 @pytest.mark.parametrize("method", ["unianimate", "wan_animate"])

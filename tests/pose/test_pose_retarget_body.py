@@ -11,6 +11,8 @@ import pytest
 from poseanimate.errors import InputError
 from poseanimate.pose import keypoints as kp
 from poseanimate.pose import retarget as rt
+from poseanimate.pose import retarget_geometry
+from poseanimate.pose.retarget_report import retarget_report
 
 _spec = importlib.util.spec_from_file_location("synthetic_skeletons",
                                                Path(__file__).with_name("synthetic_skeletons.py"))
@@ -53,7 +55,7 @@ def _driving(name, frames=12, sizes=None):
 
 
 def _vec(person, bone):
-    return rt._bone(person, bone)[0]
+    return rt.measure_bone(person, bone)[0]
 
 
 def _group_size(person, name):
@@ -68,9 +70,9 @@ def _errors(out, reference, driving):
     err = np.full((len(out), len(rt.BONES)), np.nan)
     ang = np.full_like(err, np.nan)
     for t, (f, d) in enumerate(zip(out, driving)):
-        person, src = rt._with_neck(f.people[0]), rt._with_neck(d.people[0])
+        person, src = retarget_geometry.with_neck(f.people[0]), retarget_geometry.with_neck(d.people[0])
         for b, bone in enumerate(rt.BONES):
-            if rt._bone(src, bone)[1] < kp.VISIBLE:
+            if rt.measure_bone(src, bone)[1] < kp.VISIBLE:
                 continue
             v, w = _vec(person, bone), _vec(src, bone)
             err[t, b] = np.linalg.norm(v) / ref_len[b] - 1
@@ -97,7 +99,7 @@ def test_every_bone_and_part_within_5_percent_in_every_frame(mode, ref_name, dri
         ref_size = _group_size(reference.people[0], name)
         for f in out:
             assert abs(_group_size(f.people[0], name) / ref_size - 1) < 0.05, name
-    report = rt.retarget_report(driving, out, reference)
+    report = retarget_report(driving, out, reference)
     assert report.worst_error < 0.05 and report.missing_frames == [] and report.empty_frames == []
 
 
@@ -144,7 +146,7 @@ def test_walking_toward_the_camera_scales_the_whole_figure_evenly(mode):
     per_frame = np.median(ratio, axis=1)
     assert np.abs(ratio / per_frame[:, None] - 1).max() < 0.05
     np.testing.assert_allclose(per_frame / per_frame[0], sizes / sizes[0], rtol=0.01)
-    assert rt.retarget_report(driving, out, reference).worst_error < 0.05
+    assert retarget_report(driving, out, reference).worst_error < 0.05
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -166,7 +168,7 @@ def test_joints_missing_in_frame_0_change_no_other_frame(mode):
             assert _group_size(pb, name) == pytest.approx(_group_size(pa, name), rel=1e-9)
     err, _ = _errors(out, reference, holed)
     assert np.nanmax(np.abs(err)) < 0.05 and np.isnan(err[0]).sum() > 0
-    report = rt.retarget_report(holed, out, reference)
+    report = retarget_report(holed, out, reference)
     assert report.missing_frames == [0] and report.worst_error < 0.05
     assert "frames with missing joints: 0" in report.line()
 
@@ -216,7 +218,7 @@ def test_normalized_space_is_the_reference_behaviour_only():
     out = rt.retarget_unianimate(driving, reference, space="normalized", reference_compat=True)
     err, _ = _errors(out, reference, driving)
     assert np.nanmax(np.abs(err)) > 0.2
-    assert rt.retarget_report(driving, out, reference).worst_error > 0.2
+    assert retarget_report(driving, out, reference).worst_error > 0.2
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -232,4 +234,4 @@ def test_a_frame_with_one_hip_keeps_that_hip_at_the_reference_distance(mode):
     assert p[rt.L_HIP, 2] == 0
     for bone in ((rt.NECK, rt.R_HIP), (rt.R_HIP, rt.R_KNEE), (rt.R_KNEE, rt.R_ANKLE)):
         assert np.linalg.norm(_vec(p, bone)) == pytest.approx(np.linalg.norm(_vec(ref, bone)), rel=0.05)
-    assert rt.retarget_report(driving, out, reference).missing_frames == [3]
+    assert retarget_report(driving, out, reference).missing_frames == [3]
