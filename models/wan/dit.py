@@ -211,7 +211,7 @@ class WanDiT(nn.Module):
         stray = sorted(i for i in ext.block_adapters if not 0 <= i < len(self.blocks))
         if stray:
             raise ExtensionError("block adapters", f"are attached to blocks {stray}",
-                             f"block indices 0..{len(self.blocks) - 1} of this {len(self.blocks)}-block model")
+                                 f"block indices 0..{len(self.blocks) - 1} of this {len(self.blocks)}-block model")
         rope = self._rope(grid, extras, tokens.device)
         if extras:
             tokens = torch.cat([tokens] + [e.tokens.to(tokens.device, torch.float32).expand(batch, -1, -1)
@@ -333,18 +333,18 @@ class WanDiT(nn.Module):
             shape = None
         if shape != (batch, n_video, dim):
             raise ExtensionError(f"added tokens {i}", f"have shape {tuple(added.shape)}",
-                             f"a tensor broadcastable to the video tokens [{batch}, {n_video}, {dim}]")
+                                 f"a tensor broadcastable to the video tokens [{batch}, {n_video}, {dim}]")
         return added.float()
 
     def _check_extra(self, i: int, extra: ExtraTokens, batch: int) -> ExtraTokens:
         tokens, positions = extra.tokens, extra.positions
         if tokens.dim() != 3 or tokens.shape[0] not in (1, batch) or tokens.shape[2] != self.config.dim:
             raise ExtensionError(f"extra tokens {i}", f"have shape {tuple(tokens.shape)}",
-                             f"[{batch}, tokens, {self.config.dim}]")
+                                 f"[{batch}, tokens, {self.config.dim}]")
         if tuple(positions.shape) != (tokens.shape[1], 3) or positions.is_floating_point():
             raise ExtensionError(f"extra tokens {i} positions", f"have shape {tuple(positions.shape)}",
-                             f"an integer tensor [{tokens.shape[1]}, 3] of (frame, h, w) positions")
+                                 f"an integer tensor [{tokens.shape[1]}, 3] of (frame, h, w) positions")
         if extra.t is not None and tuple(extra.t.shape) != (batch, tokens.shape[1]):
             raise ExtensionError(f"extra tokens {i} timestep", f"has shape {tuple(extra.t.shape)}",
-                             f"[{batch}, {tokens.shape[1]}]")
+                                 f"[{batch}, {tokens.shape[1]}]")
         return extra
