@@ -23,7 +23,6 @@ ComfyUI's encoders; random stand-ins in tiny mode.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -38,56 +37,26 @@ import standalone  # noqa: E402
 sys.path.pop(0)
 standalone.load_pack()
 
+from poseanimate import animate_args  # noqa: E402
 from poseanimate.errors import InputError  # noqa: E402
 from poseanimate.methods.images import fit_image  # noqa: E402
 from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
-from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
-from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
+from poseanimate.tiny_models.model_files import copy_tiny_pose_models, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
-from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
-from poseanimate.sampling.step_cache import CACHE_NAMES, make_step_cache  # noqa: E402
+from poseanimate.sampling.schedulers import make_scheduler  # noqa: E402
+from poseanimate.sampling.step_cache import make_step_cache  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
+from poseanimate.video.files import H264, atomic_output, write_mp4  # noqa: E402
 
 POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
 GRAY = 0.5  # the frames after the reference in the image condition: 0 in Wan's -1..1 pixels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", help="a ComfyUI models folder with the real files (default: tiny random models)")
-    p.add_argument("--dit", default=DIT_FILE, help="file in <models>/diffusion_models")
-    p.add_argument("--unianimate", default=UNIANIMATE_FILE, help="file in <models>/loras")
-    p.add_argument("--vae", default=VAE_FILE, help="file in <models>/vae")
-    p.add_argument("--reference", help="the character image (default: a made-up figure)")
-    p.add_argument("--driving", help="the driving video (default: a made-up dancer)")
-    p.add_argument("--embeddings", help=".safetensors with context / negative_context / clip_fea")
-    p.add_argument("--frames", type=int, help="video frames, 4k+1 (default 81; tiny mode 9)")
-    p.add_argument("--width", type=int, help="multiple of 16 (default 480; tiny mode 48)")
-    p.add_argument("--height", type=int, help="multiple of 16 (default 832; tiny mode 80)")
-    p.add_argument("--steps", type=int, help="denoising steps (default 50; tiny mode 3)")
-    p.add_argument("--cfg", type=float, default=1.5)
-    p.add_argument("--shift", type=float, default=5.0)
-    p.add_argument("--sampler", choices=SCHEDULER_NAMES, default="euler",
-                   help="lightx2v_distill, lcm_simple, lcm_beta: few-step samplers for the lightx2v distilled "
-                        "models and LoRAs (use --cfg 1.0)")
-    p.add_argument("--step-list", default=None,
-                   help="lightx2v_distill's timesteps, comma-separated (default 1000,750,500,250)")
-    p.add_argument("--cache", choices=CACHE_NAMES, default="none",
-                   help="step caching: teacache, magcache or easycache (default none: every step computed)")
-    p.add_argument("--cache-threshold", type=float, default=0.2,
-                   help="0..1, higher is faster and less exact; 0 never caches (teacache 0.2, magcache 0.12)")
-    p.add_argument("--cache-start", type=int, default=None, help="first step that may be cached (policy default)")
-    p.add_argument("--cache-end", type=int, default=None, help="steps from this one on are computed")
-    p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
-    p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fps", type=float, default=16.0)
-    p.add_argument("--out", default="output/animation.mp4", help="the video to write (.mp4)")
-    p.add_argument("--latent-out", help="also save the latent (.safetensors), e.g. to compare runs")
-    return p.parse_args(argv)
+    return animate_args.parse_args(argv, __doc__.split("\n")[0])
 
 
 def _cv2():
@@ -106,6 +75,7 @@ def read_image(path: str) -> np.ndarray:
 
 
 def read_video(path: str, limit: int) -> tuple[np.ndarray, float]:
+    """Up to ``limit`` RGB frames and the video's frame rate (0 where the file does not say)."""
     cv2 = _cv2()
     capture = cv2.VideoCapture(path)
     frames = []
@@ -114,7 +84,7 @@ def read_video(path: str, limit: int) -> tuple[np.ndarray, float]:
         if not ok:
             break
         frames.append(frame[:, :, ::-1])
-    fps = capture.get(cv2.CAP_PROP_FPS) or 16.0
+    fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     if not frames:
         raise InputError(f"--driving '{path}'", "has no frames OpenCV can read", "an .mp4/.webm/.mov video")
@@ -129,22 +99,22 @@ def demo_reference(width: int, height: int) -> np.ndarray:
     return np.clip(0.25 + 0.75 * figure, 0.0, 1.0)
 
 
-def driving_and_reference_poses(args, models: Path, reference: np.ndarray, frames: int, width: int, height: int):
+def driving_and_reference_poses(driving_video: np.ndarray | None, models: Path, reference: np.ndarray,
+                                frames: int, width: int, height: int):
     """Driving poses retargeted to the reference, and the reference's own pose, rendered UniAnimate's way."""
     from poseanimate.pose.demo_motion import dancer, dancer_pose
     from poseanimate.pose.render import render_poses
     from poseanimate.pose.retarget import retarget_unianimate
 
-    if args.driving:
+    if driving_video is not None:
         from poseanimate.pose.extract import load_pose_estimator
         detector, keypoints = (models / "poseanimate_pose" / name for name in POSE_MODELS)
         for path in (detector, keypoints):
             if not path.is_file():
-                raise InputError(f"pose model '{path.name}'", f"was not found in {path.parent}",
+                raise InputError(f"pose model '{path.name}'", "was not found in poseanimate_pose/ of --models",
                                  "the DWPose files from Hugging Face yzd-v/DWPose (README, Model files)")
         estimator = load_pose_estimator(str(keypoints), str(detector))
-        video, _fps = read_video(args.driving, frames)
-        driving = estimator(video, max_people=1)
+        driving = estimator(driving_video, max_people=1)
         ref_pose = estimator(reference[None], max_people=1)[0]
     else:
         driving, ref_pose = dancer(frames, width, height, cycles=1.5), dancer_pose(0.0, width, height)
@@ -171,78 +141,53 @@ def embeddings(path: str | None, config, tiny: bool, seed: int):
 
 
 def write_video(images: torch.Tensor, out: Path, fps: float) -> None:
-    """Write an .mp4 atomically: a half-written file never takes the output's name."""
-    cv2 = _cv2()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".partial.mp4")
-    os.close(fd)
-    try:
-        height, width = images.shape[1:3]
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        for frame in (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy():
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        writer.release()
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """H.264 with PyAV; without it OpenCV's MPEG-4 Part 2, said plainly (video/files.py says why)."""
+    frames = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    if write_mp4(frames, out, fps) != H264:
+        print("NOTE: PyAV is not installed, so the video is MPEG-4 Part 2 (plays in VLC and ffmpeg, not in "
+              "browsers); pip install av for H.264.")
 
 
 def save_latent(latent: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".partial")
-    os.close(fd)
-    try:
+    with atomic_output(out, ".safetensors") as tmp:
         save_file({"latent": latent.contiguous()}, tmp, metadata=metadata)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
-def check_numbers(args: argparse.Namespace) -> None:
-    """The float options are finite numbers (argparse's float() takes 'nan' and 'inf')."""
-    from poseanimate.nodes.input_checks import check_finite
-    for option in ("cfg", "shift", "fps", "cache_threshold"):
-        check_finite(f"--{option.replace('_', '-')}", getattr(args, option))
-    make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)  # range and bounds
-    if args.fps <= 0:
-        raise InputError("--fps", f"{args.fps} is not positive", "frames per second above 0")
-
-
-def check_sizes(frames: int, width: int, height: int) -> None:
-    from poseanimate.memory_budget import check_frames
-    check_frames(frames, "--frames")
-    if not is_frame_count(frames):
-        lower, upper = nearest_frame_counts(max(frames, 2))  # below 1: "1 or 5"
-        raise InputError("--frames", f"{frames} is not of the form 4k+1", f"{lower} or {upper}")
-    for name, size in (("--width", width), ("--height", height)):
-        if size < 16 or size % 16:
-            raise InputError(name, f"{size} is not a multiple of 16", f"{max(16, size - size % 16)} or "
-                             f"{size - size % 16 + 16}")
+def output_fps(args: argparse.Namespace, driving_fps: float | None) -> float:
+    """--fps, else the driving video's rate (where it is one the output can have), else Wan's 16."""
+    if args.fps is not None:
+        return args.fps
+    low, high = animate_args.RANGES["fps"]
+    if driving_fps and low <= driving_fps <= high:
+        return driving_fps
+    return animate_args.WAN_FPS
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tiny = args.models is None
-    workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-") if tiny else None
+    workdir = None
     try:
-        check_numbers(args)
+        sizes = animate_args.check_args(args)  # every option, before anything is loaded
+        frames, width, height, steps = sizes.frames, sizes.width, sizes.height, sizes.steps
         if tiny:
             print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
                   "(the real code runs end to end, but the video is noise, not an animation).")
+            workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-")
             models = Path(workdir.name)
             write_tiny_model_files(models)
-            frames, width, height, steps = args.frames or 9, args.width or 48, args.height or 80, args.steps or 3
+            if args.driving:
+                copy_tiny_pose_models(models)
         else:
             models = Path(args.models)
-            frames, width, height, steps = args.frames or 81, args.width or 480, args.height or 832, args.steps or 50
-        check_sizes(frames, width, height)
         started = time.perf_counter()
         reference = read_image(args.reference) if args.reference else demo_reference(width, height)
         reference = fit_image(torch.from_numpy(np.ascontiguousarray(reference)), height, width, "--reference")
-        poses, ref_pose = driving_and_reference_poses(args, models, reference.numpy(), frames, width, height)
+        driving_video, driving_fps = read_video(args.driving, frames) if args.driving else (None, None)
+        fps = output_fps(args, driving_fps)
+        poses, ref_pose = driving_and_reference_poses(driving_video, models, reference.numpy(), frames, width,
+                                                      height)
 
         model, info = load_wan_dit(models / "diffusion_models" / args.dit)
         weights = load_unianimate(models / "loras" / args.unianimate, model)
@@ -268,16 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             merged.restore()
         images = decode_to_images(vae, latent)
         out = Path(args.out)
-        write_video(images, out, args.fps)
+        write_video(images, out, fps)
         if args.latent_out:
             save_latent(latent, Path(args.latent_out), {"tiny_random_weights": str(tiny), "seed": str(args.seed)})
-        print(f"{images.shape[0]} frames at {width}x{height} in {time.perf_counter() - started:.1f} s; "
+        print(f"{images.shape[0]} frames at {width}x{height}, {fps:g} fps, in {time.perf_counter() - started:.1f} s; "
               f"saved to {out}")
         if tiny:
             print("NOTE: these were tiny random-weight models; point --models at real files for a real animation.")
         return 0
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = str(err)
+        if workdir is not None:  # the tiny models' folder is deleted on exit: never point into it
+            message = message.replace(workdir.name, "<tiny models>")
+        print(f"error: {message}", file=sys.stderr)
         return 2
     finally:
         if workdir is not None:

@@ -1,6 +1,6 @@
 """Pose extraction: frames per second batched versus one frame at a time.
 
-Builds the tiny ONNX stand-ins from tests/pose/tiny_pose_models.py (the real
+Builds the tiny ONNX stand-ins from tiny_models/pose_models.py (the real
 models' names and shapes, dynamic batch; needs the ``onnx`` package), makes a
 clip with two bright figures per frame, and runs the pack's whole extraction
 (detector + keypoint model, with all pre- and post-processing) once with
@@ -39,7 +39,7 @@ from poseanimate.pose.extract import load_pose_estimator  # noqa: E402
 
 
 def tiny_models():
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", ROOT / "tests" / "pose" / "tiny_pose_models.py")
+    spec = importlib.util.spec_from_file_location("tiny_pose_models", ROOT / "tiny_models" / "pose_models.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

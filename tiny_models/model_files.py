@@ -149,3 +149,19 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
     save_file({k: v.to(torch.float16).contiguous() for k, v in vae_state_dict(vae_dim, seed + 2).items()},
               str(paths["vae"]))
     return paths
+
+
+POSE_FOLDER = "poseanimate_pose"
+TINY_POSE_FILES = {"yolox.onnx": "yolox_l.onnx", "rtmpose.onnx": "dw-ll_ucoco_384.onnx"}
+"""The prebuilt tiny DWPose stand-ins in ``tiny_models/pose/`` (built by ``pose_models.py``) -> the real names."""
+
+
+def copy_tiny_pose_models(models_dir: str | Path) -> dict[str, Path]:
+    """Put the tiny DWPose stand-ins under the real file names into ``models_dir``/poseanimate_pose (no
+    ``onnx`` package needed: the files are prebuilt); their paths by real name."""
+    import shutil
+
+    folder = Path(models_dir) / POSE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(__file__).with_name("pose")
+    return {real: Path(shutil.copyfile(source / tiny, folder / real)) for tiny, real in TINY_POSE_FILES.items()}

@@ -21,7 +21,7 @@ VIDEO_FRAMES, VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FPS = 12, 192, 160, 12
 
 
 def _tiny_models():
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", TESTS / "pose" / "tiny_pose_models.py")
+    spec = importlib.util.spec_from_file_location("tiny_pose_models", TESTS.parent / "tiny_models" / "pose_models.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

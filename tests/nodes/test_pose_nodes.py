@@ -1,4 +1,4 @@
-"""The pose nodes outside the host, on the tiny ONNX stand-ins (tests/pose/tiny_pose_models.py) placed under
+"""The pose nodes outside the host, on the tiny ONNX stand-ins (tiny_models/pose_models.py) placed under
 the real models' file names: each node returns what the core returns for the same input, every bad input is an
 InputError naming the node input, and another pack's POSE_KEYPOINT is accepted."""
 import copy
@@ -28,6 +28,7 @@ from poseanimate.pose.extract import load_pose_estimator  # noqa: E402
 from poseanimate.pose.face_crops import crop_faces  # noqa: E402
 
 POSE_TESTS = Path(__file__).resolve().parents[1] / "pose"
+TINY_POSE_MODELS = Path(__file__).resolve().parents[2] / "tiny_models" / "pose_models.py"
 REAL_NAMES = {"yolox": "yolox_l.onnx", "rtmpose": "dw-ll_ucoco_384.onnx",
               "yolov10": "yolov10m.onnx", "vitpose": "vitpose_h_wholebody.onnx"}
 PAIRS = {"dwpose": ("yolox_l.onnx", "dw-ll_ucoco_384.onnx"), "wan": ("yolov10m.onnx", "vitpose_h_wholebody.onnx")}
@@ -37,6 +38,13 @@ RENDER = dict(style="unianimate", width=0, height=0, fit="auto", body=True, hand
               color_order="auto")
 RETARGET = dict(method="unianimate", unianimate_space="pixels", keep_bone_lengths=True, wan_min_confidence=0.0,
                 wan_hand_threshold=0.4)
+
+
+def _load_file(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _load(name):
@@ -55,7 +63,7 @@ def models_root(tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("models")
-    files = _load("tiny_pose_models").build_all(root / host.POSE_MODEL_FOLDER, names=REAL_NAMES)
+    files = _load_file(TINY_POSE_MODELS).build_all(root / host.POSE_MODEL_FOLDER, names=REAL_NAMES)
     return root, files
 
 

@@ -17,12 +17,20 @@ from poseanimate.nodes.pose_render_nodes import PoseAnimateRenderPoses, PoseAnim
 from poseanimate.pose import keypoints as kp
 
 POSE_TESTS = Path(__file__).resolve().parents[1] / "pose"
+TINY_POSE_MODELS = Path(__file__).resolve().parents[2] / "tiny_models" / "pose_models.py"
 EXTRACT = dict(people="largest", person_index=0, empty_frames="whole_frame", smoothing=False, min_cutoff=1.0,
                beta=1.0, fps=24.0, batch_size=4)
 RENDER = dict(style="openpose", width=0, height=0, fit="auto", body=True, hands=True, face="auto", feet="auto",
               color_order="auto")
 RETARGET = dict(method="unianimate", unianimate_space="pixels", keep_bone_lengths=True, wan_min_confidence=0.0,
                 wan_hand_threshold=0.4)
+
+
+def _load_file(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _load(name):
@@ -131,7 +139,7 @@ def pose_model(tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("models")
-    _load("tiny_pose_models").build_all(root / host.POSE_MODEL_FOLDER,
+    _load_file(TINY_POSE_MODELS).build_all(root / host.POSE_MODEL_FOLDER,
                                         names={"yolox": "yolox_l.onnx", "rtmpose": "dw-ll_ucoco_384.onnx"})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSEANIMATE_MODELS", str(root))

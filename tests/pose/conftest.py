@@ -1,4 +1,4 @@
-"""Fixtures for the tiny ONNX pose-model stand-ins (tiny_pose_models.py).
+"""Fixtures for the tiny ONNX pose-model stand-ins (tiny_models/pose_models.py).
 
 Tests that take ``tiny_pose`` or ``tiny_pose_files`` are skipped where onnx
 or onnxruntime is missing; the others in the same file still run.
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-TINY_POSE_MODELS = Path(__file__).with_name("tiny_pose_models.py")
+TINY_POSE_MODELS = Path(__file__).resolve().parents[2] / "tiny_models" / "pose_models.py"
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ outputs: the real models end in dense layers too, whose cost per image falls
 when images come in batches (bench/pose_batching.py uses this).
 
 Used by tests/pose (through its conftest's fixtures), tests/nodes and
-bench/pose_batching.py (loaded by file path).
+bench/pose_batching.py (loaded by file path). ``write_demo_files`` rebuilds the two
+prebuilt files in ``tiny_models/pose/`` that ``animate.py``'s tiny demo extracts poses with
+(committed, so the demo needs no ``onnx`` package).
 """
 from __future__ import annotations
 
@@ -168,3 +170,18 @@ def build_all(folder, dynamic: bool = True, names: dict | None = None) -> dict:
     names = names or {}
     Path(folder).mkdir(parents=True, exist_ok=True)
     return {kind: globals()[kind](Path(folder) / names.get(kind, f"{kind}.onnx"), dynamic=dynamic) for kind in KINDS}
+
+
+DEMO_FOLDER = Path(__file__).with_name("pose")
+DEMO_KINDS = ("yolox", "rtmpose")  # the DWPose pair animate.py extracts with
+
+
+def write_demo_files(folder=DEMO_FOLDER) -> dict:
+    """Build the tiny demo's DWPose stand-ins into ``folder``: ``{kind: path}``. Rerun
+    (``python tiny_models/pose_models.py``) after changing a builder above, and commit the files."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return {kind: globals()[kind](Path(folder) / f"{kind}.onnx") for kind in DEMO_KINDS}
+
+
+if __name__ == "__main__":
+    print(write_demo_files())
