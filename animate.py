@@ -5,11 +5,11 @@
                       --embeddings prompt_embeddings.safetensors
 
 The chain of the shipped UniAnimate workflow, without ComfyUI: driving poses
-(extracted from ``--driving`` with the DWPose ONNX models, or the built-in
-dancer) -> retargeted to the reference's body -> rendered in UniAnimate's
+(extracted from ``--driving`` with the DWPose ONNX models, in tiny mode the
+pack's tiny stand-ins; or the built-in dancer) -> retargeted to the reference's body -> rendered in UniAnimate's
 training style -> conditioning (reference through the Wan VAE, pose
 encoders) -> Wan DiT + UniAnimate LoRA, windows for long videos -> streamed
-VAE decode -> an .mp4 in ``output/``.
+VAE decode -> an H.264 .mp4 in ``output/`` at the driving video's frame rate.
 
 ``--models`` is a ComfyUI models folder holding the files under their real
 names (README, "Model files"). Without it, tiny random-weight files are
@@ -18,7 +18,8 @@ on them; the output then has the right length and size, not a picture, and
 the job says so. ``--embeddings``: a .safetensors with ``context`` (umT5
 [1, L, 4096]), optional ``negative_context`` and ``clip_fea`` (CLIP ViT-H
 penultimate tokens [1, 257, 1280] of the reference), e.g. saved from
-ComfyUI's encoders; random stand-ins in tiny mode.
+ComfyUI's encoders; random stand-ins in tiny mode. Every option is checked
+(animate_args.py) before anything is loaded.
 """
 from __future__ import annotations
 

@@ -120,3 +120,69 @@ def test_cache_option_runs_and_reports(tmp_path, capsys):
 def test_bad_cache_threshold_is_refused_before_work(tmp_path, capsys, value):
     assert animate.main(["--out", str(tmp_path / "x.mp4"), "--cache", "teacache", f"--cache-threshold={value}"]) == 2
     assert "cache-threshold" in capsys.readouterr().err.replace("_", "-")
+
+
+def test_the_video_is_h264_with_normal_permissions(tmp_path):
+    pytest.importorskip("av")
+    from poseanimate.video.files import mp4_codec, new_file_mode
+    video, _ = run(tmp_path, "h264")
+    assert mp4_codec(video) == "h264"
+    assert video.stat().st_mode & 0o777 == new_file_mode() and new_file_mode() & 0o044  # not 0600
+    assert (tmp_path / "h264.safetensors").stat().st_mode & 0o777 == new_file_mode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h264.mp4", "h264.safetensors"]  # no partial left
+
+
+def test_without_pyav_the_fallback_is_said(tmp_path, monkeypatch, capsys):
+    from poseanimate.video import files
+    monkeypatch.setattr(files, "have_pyav", lambda: False)
+    video, _ = run(tmp_path, "mpeg4")
+    assert files.mp4_codec(video) == "mpeg4" and len(frames_of(video)) == 9
+    assert "pip install av" in capsys.readouterr().out
+
+
+def driving_video(path, fps, frames=12, width=192, height=160):
+    """A bright 'person' moving right on a dark background, H.264 at ``fps``."""
+    import numpy as np
+    from poseanimate.video.files import write_mp4
+    images = np.full((frames, height, width, 3), 20, np.uint8)
+    for t in range(frames):
+        x = 20 + t * 8
+        images[t, 30:height - 20, x:x + 40] = (200, 190, 180)
+        images[t, 60:66, x + 17:x + 23] = 255
+    write_mp4(images, path, fps)
+    return path
+
+
+def test_tiny_demo_takes_a_driving_video_and_its_fps(tmp_path, capsys):
+    """The whole chain without downloads: the tiny DWPose stand-ins extract the driving poses; the output
+    plays at the driving video's rate."""
+    pytest.importorskip("av")
+    pytest.importorskip("onnxruntime")
+    import av
+    from poseanimate.video.files import mp4_codec
+    video, latent = run(tmp_path, "driven", "--driving", str(driving_video(tmp_path / "drive.mp4", 12)))
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 12 and stream.frames == 9
+    assert mp4_codec(video) == "h264" and torch.isfinite(latent).all()
+    assert "12 fps" in capsys.readouterr().out
+    video, _ = run(tmp_path, "driven24", "--driving", str(tmp_path / "drive.mp4"), "--fps", "24")
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].average_rate == 24
+
+
+def test_tiny_demo_errors_never_point_into_its_temporary_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(animate, "copy_tiny_pose_models", lambda models: None)  # the pose files go missing
+    assert animate.main(["--out", str(tmp_path / "x.mp4"), "--driving",
+                         str(driving_video(tmp_path / "drive.mp4", 12))]) == 2
+    err = capsys.readouterr().err
+    assert "yolox_l.onnx" in err and "poseanimate-tiny-" not in err and "/tmp" not in err
+
+
+def test_the_prebuilt_tiny_pose_models_are_what_the_builders_make(tmp_path):
+    pytest.importorskip("onnx")
+    import onnx
+    from poseanimate.tiny_models import pose_models
+    built = pose_models.write_demo_files(tmp_path)
+    for kind, path in built.items():
+        assert onnx.load(path) == onnx.load(str(pose_models.DEMO_FOLDER / f"{kind}.onnx")), kind
