@@ -53,8 +53,8 @@ trap 'rm -f "$constraints"' EXIT
 echo "torch==$TORCH_VERSION" > "$constraints"
 "$VPY" -m pip install -r "$COMFYUI_ROOT/requirements.txt" -c "$constraints"
 "$VPY" -m pip install -c "$constraints" requests safetensors einops pytest
-# what the pack's install.py would add (CPU builds here: the headless OpenCV and the CPU onnxruntime)
-"$VPY" -m pip install -c "$constraints" opencv-python-headless onnxruntime
+# OpenCV and onnxruntime as a user gets them: the pack's install.py (one of each; none added where one is present)
+"$VPY" "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/install.py"
 
 # The torchvision patch (see the header). Matches only the unpatched lines.
 meta="$("$VPY" - <<'EOF'
