@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, short_name
 from .host_contract import (FALLBACKS, FP8_MIXED_OPS, FP8_SCALED_OPS, LATENT_PREVIEWS, PROGRESS_TEXT, HostFeatures,
                             probe, range_notice)
 
@@ -69,6 +69,7 @@ def check_host() -> None:
                      FALLBACKS[feature])
 
 
+@short_name
 class HostIncompatible(RuntimeError):
     """The running ComfyUI lacks something the pack cannot run without (raised at load time)."""
 
@@ -353,11 +354,44 @@ def model_file(folder: str, name: str) -> str:
     root = _standalone_models_root() / folder
     path = (root / name).resolve()
     if root.resolve() not in path.parents:
-        raise InputError(f"model file '{name}'", "escapes the model folder", f"a file inside {root}")
+        raise InputError(f"model file '{name}'", "escapes the model folder", f"a file inside models/{folder}/")
     if not path.exists():
-        raise InputError(f"model file '{name}'", f"was not found in {root}",
-                         "the file placed there (see the README's model table)")
+        raise InputError(f"model file '{name}'", f"was not found in the '{folder}' model folder",
+                         f"the file placed in models/{folder}/ (see the README's model table)")
     return str(path)
+
+
+def _model_roots() -> list[tuple[str, str]]:
+    """(absolute folder, the name to show for it) of every model folder, longest first: inside the models
+    directory its relative path (``loras``, ``diffusion_models``), elsewhere (extra_model_paths) its kind."""
+    roots: dict[str, str] = {}
+    if in_host():
+        import folder_paths
+        base = os.path.normpath(folder_paths.models_dir)
+        for kind, (paths, _extensions) in folder_paths.folder_names_and_paths.items():
+            for folder in paths:
+                folder = os.path.normpath(folder)
+                inside = folder.startswith(base + os.sep)
+                roots.setdefault(folder, os.path.relpath(folder, base).replace(os.sep, "/") if inside else kind)
+        roots.setdefault(base, "models")
+    else:
+        for base in {os.path.normpath(_standalone_models_root()), os.path.realpath(_standalone_models_root())}:
+            roots[base] = "models"
+            if os.path.isdir(base):
+                roots.update({entry.path: entry.name for entry in os.scandir(base) if entry.is_dir()})
+    return sorted(roots.items(), key=lambda item: -len(item[0]))
+
+
+def relative_model_paths(text: str) -> str:
+    """``text`` with every absolute model-folder path replaced by its folder-relative name
+    (``/home/me/ComfyUI/models/loras/x.ckpt`` -> ``loras/x.ckpt``), so messages show no user's directories."""
+    try:
+        roots = _model_roots()
+    except Exception:  # noqa: BLE001 - a message is still better shown unchanged than not at all
+        return text
+    for folder, label in roots:
+        text = text.replace(folder + os.sep, label + "/").replace(folder, label)
+    return text
 
 
 # ---------------------------------------------------------------- canvas previews

@@ -53,7 +53,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError, first_line
+from ..errors import InputError, first_line, pickle_refusal
 from .checkpoint.convert import report_unused
 from .checkpoint.fp8 import dequantize, is_fp8, set_module_tensor
 from .checkpoint.identify import is_torch_checkpoint, sample_keys
@@ -152,7 +152,7 @@ def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise InputError(name, "is not a PyTorch checkpoint (it starts as neither a zip archive nor a pickle)",
                              "a complete file written by torch.save, or a .safetensors") from err
         raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
-                         f"({first_line(err)})",
+                         f"({pickle_refusal(err)})",
                          "a file of tensors only (convert it to .safetensors)") from err
     except Exception as err:
         raise InputError(name, f"could not be read ({first_line(err)})", "a complete LoRA file") from err

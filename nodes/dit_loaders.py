@@ -12,6 +12,8 @@ from ..models.checkpoint import STORAGE_DTYPES, WanCheckpointInfo, load_wan_dit,
 from ..models.checkpoint.fp8 import is_fp8
 from ..models.checkpoint.wan_dit import scaled_fp8_format
 from ..models.lora import Lora, check_strength, load_lora
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 
 DIT_TYPE = "POSEANIMATE_DIT"
 CATEGORY = "PoseAnimate/loaders"
@@ -47,7 +49,7 @@ class PoseAnimateDiTLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "dit_name": (host.list_model_files("diffusion_models"),
+            "dit_name": (model_choices("diffusion_models", file_kind.WAN_DIT),
                          {"tooltip": "A Wan 2.1/2.2 14B I2V model in ComfyUI/models/diffusion_models "
                                      "(e.g. wan2.1_i2v_480p_14B_fp16.safetensors)."}),
             **dit_options(),
@@ -106,7 +108,7 @@ class PoseAnimateLoRA:
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
             "dit": (DIT_TYPE, {"tooltip": "The model from PoseAnimate Load Wan DiT (or a previous LoRA node)."}),
-            "lora_name": (host.list_model_files("loras"), {"tooltip": "A LoRA in ComfyUI/models/loras."}),
+            "lora_name": (model_choices("loras", file_kind.LORA), {"tooltip": "A LoRA in ComfyUI/models/loras."}),
             "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
                                    "tooltip": "Multiplies the LoRA's update; 1.0 is what it was trained with."}),
         }}

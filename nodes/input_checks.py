@@ -69,8 +69,10 @@ def guard_node(cls: type) -> type:
                 check_finite(name, arguments[name], options.get("min"), options.get("max"))
         try:
             return method(*args, **kwargs)
-        except BaseException:
+        except BaseException as err:
             host.free_memory()  # an interrupted or failed node leaves no cached device memory behind
+            if isinstance(err, InputError):  # shown in the UI: folder-relative names, not the user's paths
+                err.args = (host.relative_model_paths(str(err)),)
             raise
 
     setattr(checked, GUARDED, True)

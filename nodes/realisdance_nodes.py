@@ -24,6 +24,8 @@ from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_op
 from .sampler_nodes import CONDITIONING_TYPE
 from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, prompt_inputs, video_frames,
                            whole_video_frames)
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class PoseAnimateRealisDanceLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "dit_name": (host.list_model_files("diffusion_models"), {
+            "dit_name": (model_choices("diffusion_models", file_kind.REALISDANCE), {
                 "tooltip": "RealisDance-DiT in ComfyUI/models/diffusion_models: its transformer/ folder (pick "
                            "diffusion_pytorch_model.safetensors.index.json or a shard) or a single-file repack."}),
             **dit_options(),

@@ -21,6 +21,8 @@ from .dit_loaders import DIT_TYPE, DiTHandle, with_lora
 from .sampler_nodes import CONDITIONING_TYPE
 from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, prompt_inputs, video_frames,
                            whole_video_frames)
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 
 UNIANIMATE_TYPE = "POSEANIMATE_UNIANIMATE"
 
@@ -49,7 +51,7 @@ class PoseAnimateUniAnimateLoader:
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
             "dit": (DIT_TYPE, {"tooltip": "Wan 2.1 I2V 14B (480p or 720p) from Load Wan DiT (PoseAnimate)."}),
-            "unianimate_name": (host.list_model_files("loras"), {
+            "unianimate_name": (model_choices("loras", file_kind.UNIANIMATE), {
                 "tooltip": "UniAnimate-DiT's file in ComfyUI/models/loras (from huggingface ZheWang123/UniAnimate-DiT:"
                            " UniAnimate-Wan2.1-14B-Lora-12000.ckpt)."}),
             "lora_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,

@@ -19,6 +19,8 @@ from ..models.wan.latent_space import to_model_space
 from ..models.wan.vae import WanVAE
 from ..models.wan.vae_streaming import decode_to_images, encode_images
 from .video_inputs import VAE_INPUT
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 
 VAE_TYPE = "POSEANIMATE_VAE"
 CATEGORY = "PoseAnimate/vae"
@@ -65,7 +67,8 @@ class PoseAnimateVAELoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "vae_name": (host.list_model_files("vae"), {"tooltip": "The Wan 2.1 VAE in ComfyUI/models/vae."}),
+            "vae_name": (model_choices("vae", file_kind.WAN_VAE),
+                         {"tooltip": "The Wan 2.1 VAE in ComfyUI/models/vae."}),
             "dtype": (list(DTYPES), {"default": "bf16", "tooltip": "Weight and compute dtype; fp32 is exact but "
                                                                    "slower and twice the memory."}),
             "tile_size": ("INT", {"default": 0, "min": 0, "max": 512, "step": 8,

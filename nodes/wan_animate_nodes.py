@@ -31,6 +31,8 @@ from ..pose.people import select_people
 from .pose_io import POSE_KEYPOINT, poses_in
 from .sampler_nodes import SCHEDULER_TOOLTIP, STEP_LIST_INPUT, running_dit
 from .video_inputs import VAE_INPUT, check_video_size, prompt_inputs, video_frames
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 
 ANIMATE_TYPE = "POSEANIMATE_WAN_ANIMATE"
 CATEGORY = "PoseAnimate/Wan2.2-Animate"
@@ -55,7 +57,7 @@ class PoseAnimateWanAnimateLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "dit_name": (host.list_model_files("diffusion_models"), {
+            "dit_name": (model_choices("diffusion_models", file_kind.WAN_ANIMATE), {
                 "tooltip": "Wan2.2-Animate-14B in ComfyUI/models/diffusion_models (e.g. "
                            "wan2.2_animate_14B_bf16.safetensors)."}),
             **dit_options(),
@@ -86,7 +88,8 @@ class PoseAnimateRelightLoRA:
         return {"required": {
             "dit": (DIT_TYPE, {"tooltip": "From Load Wan2.2-Animate (PoseAnimate)."}),
             "animate": (ANIMATE_TYPE, {"tooltip": "From Load Wan2.2-Animate (PoseAnimate)."}),
-            "lora_name": (host.list_model_files("loras"), {"tooltip": "The relighting LoRA in ComfyUI/models/loras."}),
+            "lora_name": (model_choices("loras", file_kind.LORA, "relight"),
+                          {"tooltip": "The relighting LoRA in ComfyUI/models/loras."}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
                                    "tooltip": "1.0 is what it was trained with."}),
             "enabled": ("BOOLEAN", {"default": True, "tooltip": "Off passes the model through (animation mode "

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ...errors import InputError, first_line
+from ...errors import InputError, first_line, pickle_refusal
 from ..wan.vae import WanVAE, WanVAEConfig
 from .convert import check_tensors
 from .identify import describe_checkpoint, is_torch_checkpoint, sample_keys
@@ -66,7 +66,7 @@ def read_vae_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise InputError(name, "is not a PyTorch checkpoint (it starts as neither a zip archive nor a pickle)",
                              "a complete file written by torch.save, or a .safetensors") from err
         raise InputError(name, "holds Python objects besides tensors, which are not loaded for safety "
-                         f"({first_line(err)})",
+                         f"({pickle_refusal(err)})",
                          "a file of tensors only") from err
     except Exception as err:
         raise InputError(name, f"could not be read ({first_line(err)})", f"a complete file: {EXPECTED}") from err

@@ -35,7 +35,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from ...errors import InputError
+from ...errors import InputError, short_name
 from ..ops import CastOps
 from .attention import Attention
 from .config import WanDiTConfig
@@ -43,6 +43,7 @@ from .layers import Head, ImageEmbedding, TimeModulation, WanBlock, sinusoidal_e
 from .rope import RopeRotation, concat_rotations, grid_rotation, rope_rotation
 
 
+@short_name
 class ExtensionError(ValueError):
     """A method filled the DiT's extension points wrongly: a bug in the method, not a user's mistake (the
     user's inputs are checked at the forward's entry, with InputError)."""

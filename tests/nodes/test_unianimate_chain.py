@@ -42,7 +42,8 @@ SAMPLE = dict(seed=3, steps=2, cfg=1.5, shift=5.0, scheduler="euler", window_len
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     write_tiny_model_files(root)
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", POSE_TESTS.parents[1] / "tiny_models" / "pose_models.py")
+    spec = importlib.util.spec_from_file_location("tiny_pose_models",
+                                                  POSE_TESTS.parents[1] / "tiny_models" / "pose_models.py")
     tiny_pose = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny_pose)
     tiny_pose.build_all(root / host.POSE_MODEL_FOLDER, names={"yolox": "yolox_l.onnx",
