@@ -199,3 +199,23 @@ def test_back_to_back_jobs_keep_memory_bounded(method_server):
         rss.append(int(result.outputs["99"]["text"][0]))
     print(f"20 back-to-back jobs in {time.monotonic() - started:.1f} s; resident memory (MB): {rss}")
     assert rss[-1] - rss[1] < max(64, 0.05 * rss[1]), rss  # after the first job warmed the caches
+
+
+def test_errors_show_a_short_type_folder_relative_names_and_no_escape_codes(method_server):
+    """What the UI and the API show of a refused file: ``PoseAnimate.InputError`` (not the pack folder's path
+    as a module name), ``loras/<name>`` (not the user's directories), plain text (torch's refusal of a pickle
+    carries bold escape codes)."""
+    import argparse
+
+    import torch
+    comfy = method_server
+    torch.save({"x": argparse.Namespace(a=1)}, str(comfy.models_dir / "loras" / "rb_objects.ckpt"))
+    result = comfy.run(tiny_workflow(**{"18__unianimate_name": "rb_objects.ckpt"}), timeout=300)
+    assert result.status == "error" and str(result.error.get("node_id")) == "18", result.error
+    assert result.error["exception_type"] == "PoseAnimate.InputError", result.error["exception_type"]
+    message = result.error["exception_message"]
+    assert message.startswith("LoRA file 'loras/rb_objects.ckpt': holds Python objects"), message
+    assert "it refers to argparse.Namespace" in message, message
+    assert str(comfy.models_dir) not in message and os.sep + "models" + os.sep not in message, message
+    assert "\x1b" not in message and "\n" not in message.strip(), repr(message)
+    next_job_runs(comfy, seed=205)
