@@ -52,7 +52,7 @@ from poseanimate.sampling.step_cache import make_step_cache  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 from poseanimate.video.files import H264, atomic_output, write_mp4  # noqa: E402
 
-POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
+POSE_MODELS = animate_args.POSE_MODELS
 GRAY = 0.5  # the frames after the reference in the image condition: 0 in Wan's -1..1 pixels
 
 

@@ -28,6 +28,8 @@ RANGES = {  # option -> (lowest, highest) valid value, both included
 }
 TINY_DEFAULTS = {"frames": 9, "width": 48, "height": 80, "steps": 3}
 REAL_DEFAULTS = {"frames": 81, "width": 480, "height": 832, "steps": 50}
+POSE_FOLDER = "poseanimate_pose"
+POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")  # DWPose's detector and keypoint model
 MODEL_FOLDERS = {"dit": "diffusion_models", "unianimate": "loras", "vae": "vae"}
 MODEL_DEFAULTS = {"dit": DIT_FILE, "unianimate": UNIANIMATE_FILE, "vae": VAE_FILE}
 
@@ -192,6 +194,11 @@ def check_model_files(args: argparse.Namespace) -> None:
         if not path.exists():
             raise InputError(option(key), f"'{name}' was not found in {folder}/ of --models",
                              f"the file in {folder}/ (README, Model files)")
+    if args.driving is not None:
+        for name in POSE_MODELS:
+            if not (models / POSE_FOLDER / name).is_file():
+                raise InputError("--driving", f"needs pose model '{name}', not found in {POSE_FOLDER}/ of --models",
+                                 "the DWPose files from Hugging Face yzd-v/DWPose (README, Model files)")
 
 
 def check_embeddings(args: argparse.Namespace) -> None:

@@ -83,6 +83,7 @@ BAD = [  # (arguments, words the one line must hold)
     ([*REAL, "--dit", "missing.safetensors"], ["--dit", "not found in diffusion_models/"]),
     ([*REAL, "--vae", "../loras/" + animate.animate_args.UNIANIMATE_FILE], ["--vae", "outside vae/"]),
     ([*REAL, "--frames", "0"], ["--frames", "1 to 10001"]),
+    ([*REAL, "--driving", "{t}/ref.png"], ["--driving", "needs pose model 'yolox_l.onnx'", "poseanimate_pose/"]),
 ]
 
 
