@@ -111,6 +111,19 @@ def unianimate_pose_embedding(frames: int, height: int, width: int, dtype: torch
     return 2 * 16 * (frames + 3) * height * width * dtype_bytes(dtype)
 
 
+REALISDANCE_LATENT_CHANNELS = 104  # float32 latent channels RealisDance-DiT Conditioning holds at its peak
+
+
+def realisdance_latents(frames: int, height: int, width: int) -> int:
+    """RealisDance-DiT Conditioning's outputs, float32 at the latent's size: the SMPL-CS and HaMeR latents
+    (16 + 16 channels) and their concatenation (32), VAE(grey video) (16), and ``y`` = mask (4) + that (16)
+    while the mask (4) is alive: :data:`REALISDANCE_LATENT_CHANNELS` channels over ``1 + (frames - 1) // 4``
+    latent frames of ``height/8 x width/8``. The pixels pass through the streamed VAE one chunk at a time (the
+    grey video is one frame's view), so these are all that grows with frames: 1/7 of the IMAGE frames' bytes."""
+    latent_frames = (max(frames, 1) - 1) // 4 + 1
+    return REALISDANCE_LATENT_CHANNELS * latent_frames * (height // 8) * (width // 8) * 4
+
+
 def pixel_frames_fitting(per_frame: int, fixed: int, budget: int) -> str:
     """'at most N frames at this size' for an estimate ``fixed + per_frame * frames``."""
     most = max(0, (budget - fixed) // max(per_frame, 1))
