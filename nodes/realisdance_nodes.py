@@ -219,7 +219,8 @@ def _check_memory(vae: Any, count: int, height: int, width: int, streamed: bool)
                   lambda budget: mb.pixel_frames_fitting(per_frame, fixed, budget))
     tile = getattr(vae, "tile", None)
     dtype = getattr(getattr(vae, "model", None), "dtype", None)
-    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile)
+    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile,
+                           overlap=getattr(vae, "overlap", 8))
     mb.check_fits("smpl_video", f"encoding {count} frames at {width}x{height} (one VAE chunk)", vae_peak,
                   host.compute_device(),
                   lambda budget: f"tiles (Load Wan VAE's tile_size, about {gb_tile(budget, height, width)}) "
