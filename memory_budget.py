@@ -92,23 +92,54 @@ def image_frames(frames: int, height: int, width: int, dtype: torch.dtype = torc
 
 
 VAE_ACTIVATIONS = 14  # full-resolution activations of dim x 4 frames alive at a VAE chunk's peak (measured)
+VAE_TILE_CACHE = 25   # the causal convolutions' caches of one tile, in dim x its pixels (counted: 24.6 decode,
+                      # 14.7 encode, at every VAE width)
 
 
-def vae_step(height: int, width: int, dtype: torch.dtype, tile: int | None, dim: int = 96) -> int:
+def vae_step(height: int, width: int, dtype: torch.dtype, tile: int | None, dim: int = 96, overlap: int = 8) -> int:
     """One streamed VAE chunk: at full resolution the blocks hold ``dim`` channels x 4 frames per activation,
     and :data:`VAE_ACTIVATIONS` of them are alive at the peak (input, output, residual, causal caches, the
     convolutions' workspace): bench/memory_estimates.py measured 3.0-3.2x a first count of 4 for the decode
     and 2.1-3.7x for the encode on the CPU, so 14 makes the estimate an upper bound there (ratios 0.83-0.92
-    above 0.5 Mpx; ComfyUI's own Wan VAE estimate is of the same order). Tiles bound it to ``tile`` x 8 pixels
-    a side (plus the overlap, rounded into the factor)."""
-    if tile:
-        height, width = min(height, tile * 8 * 2), min(width, tile * 8 * 2)
-    return VAE_ACTIVATIONS * dim * 4 * height * width * dtype_bytes(dtype)
+    above 0.5 Mpx; ComfyUI's own Wan VAE estimate is of the same order).
+
+    Tiles (``tile`` x 8 pixels a side, ``overlap`` latent cells shared) bound the activations to one tile's
+    (counted at twice its side, the overlap rounded into the factor), but every tile keeps its own causal caches
+    between chunks: :data:`VAE_TILE_CACHE` x ``dim`` over all the tiles' pixels, overlaps counted twice, plus
+    the whole frame's blended chunk (float32: the sum, the result and the weights)."""
+    size = dtype_bytes(dtype)
+    if not tile or (tile * 8 >= height and tile * 8 >= width):
+        return VAE_ACTIVATIONS * dim * 4 * height * width * size
+    tile_h, tile_w = min(height, tile * 8 * 2), min(width, tile * 8 * 2)
+    cached = _tiled_cells(height // 8, tile, overlap) * _tiled_cells(width // 8, tile, overlap) * 64
+    blended = (2 * 3 * 4 + 1) * height * width * 4
+    return VAE_ACTIVATIONS * dim * 4 * tile_h * tile_w * size + VAE_TILE_CACHE * dim * cached * size + blended
+
+
+def _tiled_cells(size: int, tile: int, overlap: int) -> int:
+    """Latent cells the tiles cover along one axis, overlaps counted each time (as the VAE's tile plan)."""
+    if tile >= size:
+        return size
+    overlap = min(max(overlap, 0), tile - 1)
+    return (len(range(0, size - tile, tile - overlap)) + 1) * tile
 
 
 def unianimate_pose_embedding(frames: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:
     """UniAnimate's pose encoder: two full-resolution 16-channel activations over frames + 3 leading repeats."""
     return 2 * 16 * (frames + 3) * height * width * dtype_bytes(dtype)
+
+
+REALISDANCE_LATENT_CHANNELS = 104  # float32 latent channels RealisDance-DiT Conditioning holds at its peak
+
+
+def realisdance_latents(frames: int, height: int, width: int) -> int:
+    """RealisDance-DiT Conditioning's outputs, float32 at the latent's size: the SMPL-CS and HaMeR latents
+    (16 + 16 channels) and their concatenation (32), VAE(grey video) (16), and ``y`` = mask (4) + that (16)
+    while the mask (4) is alive: :data:`REALISDANCE_LATENT_CHANNELS` channels over ``1 + (frames - 1) // 4``
+    latent frames of ``height/8 x width/8``. The pixels pass through the streamed VAE one chunk at a time (the
+    grey video is one frame's view), so these are all that grows with frames: 1/7 of the IMAGE frames' bytes."""
+    latent_frames = (max(frames, 1) - 1) // 4 + 1
+    return REALISDANCE_LATENT_CHANNELS * latent_frames * (height // 8) * (width // 8) * 4
 
 
 def pixel_frames_fitting(per_frame: int, fixed: int, budget: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .. import host
+from .. import host, memory_budget as mb
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, video_vae
 from ..methods.realisdance import (RealisDanceConditioning, RealisDanceLayers, RopeShifts,
@@ -22,6 +22,7 @@ from ..models.checkpoint import storage_dtype_from_name
 from ..models.wan.config import WanDiTConfig
 from .dit_loaders import COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_operations, dit_options
 from .sampler_nodes import CONDITIONING_TYPE
+from .unianimate_nodes import gb_tile
 from .video_inputs import (VAE_INPUT, check_frame_count, check_video_size, prompt_inputs, video_frames,
                            whole_video_frames)
 from ..models.checkpoint import file_kind
@@ -196,12 +197,36 @@ class PoseAnimateRealisDanceConditioning:
                 raise InputError(name, f"has {video.shape[0]} frames", f"at least the {count} frames asked for")
         height, width = int(smpl.shape[1]), int(smpl.shape[2])
         check_video_size(height, width, "smpl_video")
+        streamed = getattr(vae, "is_pack_vae", False)
+        _check_memory(vae, count, height, width, streamed)
         encoder = video_vae(vae)
         pose = (encoder.encode(smpl[:count]), encoder.encode(hamer[:count]))
-        empty = encoder.encode(grey_video(count, height, width))
+        # the pack's streamed VAE takes the grey video as one frame's view (flat in frames; the same values)
+        grey = grey_video(1, height, width).expand(count, -1, -1, -1) if streamed else grey_video(count, height,
+                                                                                                   width)
+        empty = encoder.encode(grey)
         return (build_realisdance_conditioning(handle.layers, pose, reference.latent, context, negative_context,
                                                clip, negative_clip, reference.zero_latent, empty, reference.shifts,
                                                pose_strength),)
+
+
+def _check_memory(vae: Any, count: int, height: int, width: int, streamed: bool) -> None:
+    """Stop before allocating when the conditioning would not fit: on the CPU its latents (and, with the
+    host's VAE, the grey video and the VAE's copy of its input, float32 frames), on the device one VAE chunk."""
+    latent_frame = mb.realisdance_latents(5, height, width) - mb.realisdance_latents(1, height, width)
+    per_frame = latent_frame // 4 + (0 if streamed else mb.image_frames(1, height, width, copies=2))
+    fixed = mb.realisdance_latents(1, height, width)
+    what = "latents" if streamed else "grey video, VAE input and latents"
+    mb.check_fits("frames", f"{count} frames at {width}x{height} ({what})", fixed + per_frame * count, "cpu",
+                  lambda budget: mb.pixel_frames_fitting(per_frame, fixed, budget))
+    tile = getattr(vae, "tile", None)
+    dtype = getattr(getattr(vae, "model", None), "dtype", None)
+    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile,
+                           overlap=getattr(vae, "overlap", 8))
+    mb.check_fits("smpl_video", f"encoding {count} frames at {width}x{height} (one VAE chunk)", vae_peak,
+                  host.compute_device(),
+                  lambda budget: f"tiles (Load Wan VAE's tile_size, about {gb_tile(budget, height, width)}) "
+                                 "or a smaller size")
 
 
 def _handle(realisdance: Any) -> RealisDanceHandle:

@@ -148,7 +148,8 @@ def _check_memory(vae: Any, count: int, height: int, width: int) -> None:
                   "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
     tile = getattr(vae, "tile", None)
     dtype = getattr(getattr(vae, "model", None), "dtype", None) or torch.float32
-    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile)
+    vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32, tile,
+                           overlap=getattr(vae, "overlap", 8))
     # the pose encoder runs at sampling, over one window's pose frames at a time (81 in the default window)
     window = min(count, POSE_WINDOW_FRAMES)
     pose_frame = mb.unianimate_pose_embedding(1, height, width) - mb.unianimate_pose_embedding(0, height, width)

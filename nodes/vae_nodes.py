@@ -112,7 +112,8 @@ class PoseAnimateVAEDecode:
         mb.check_fits("samples", f"decoding {frames} frames at {width}x{height} (the IMAGE output)",
                       per_frame * frames, "cpu", lambda budget: mb.pixel_frames_fitting(per_frame, 0, budget))
         mb.check_fits("samples", f"decoding at {width}x{height} (one VAE chunk)",
-                      mb.vae_step(height, width, torch.float32, getattr(vae, "tile", None)), host.compute_device(),
+                      mb.vae_step(height, width, torch.float32, getattr(vae, "tile", None),
+                                  overlap=getattr(vae, "overlap", 8)), host.compute_device(),
                       lambda budget: "tiles: Load Wan VAE's tile_size (e.g. 64), or a smaller size")
         try:
             return (video_vae(vae).decode(to_model_space(latent)),)

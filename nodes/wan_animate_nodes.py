@@ -255,7 +255,7 @@ def _check_memory(dit: DiTHandle, vae: Any, poses: torch.Tensor, clip_frames: in
     per_latent = mb.dit_window(mb.dit_tokens(1, latent_h, latent_w), config.dim, config.ffn_dim, compute)
     dtype = getattr(getattr(vae, "model", None), "dtype", None)
     vae_peak = mb.vae_step(height, width, dtype if isinstance(dtype, torch.dtype) else torch.float32,
-                           getattr(vae, "tile", None))
+                           getattr(vae, "tile", None), overlap=getattr(vae, "overlap", 8))
 
     def fitting(budget: int) -> str:
         if vae_peak > budget:

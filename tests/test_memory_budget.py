@@ -129,7 +129,10 @@ def test_wan_animate_stops_before_loading_the_dit(monkeypatch):
     mb.set_budget(lambda device: 64 * mb.GB if device.type == "cpu" else 16 * mb.GB)
     monkeypatch.setattr(wan_animate_nodes, "running_dit", lambda dit: pytest.fail("the DiT was loaded"))
     from types import SimpleNamespace
-    tiled_vae = SimpleNamespace(tile=16)  # Load Wan VAE with tile_size 16: a chunk of 256x256 pixels
+    # Load Wan VAE in bf16 with tile_size 16, overlap 2: a chunk of one 256x256-pixel tile, and the causal
+    # caches of all 144 tiles (about 11 GB)
+    tiled_vae = SimpleNamespace(tile=16, overlap=2, model=SimpleNamespace(dtype=torch.bfloat16))
+    assert 10 * mb.GB < mb.vae_step(1280, 1280, torch.bfloat16, 16, overlap=2) < 12 * mb.GB
     try:
         with pytest.raises(InputError, match=r"^clip_frames: clips of 77 frames at 1280x1280 \(one DiT block over 21 "
                                              r"latent frames, one VAE chunk\) needs about [\d.]+ GB, more than the "
@@ -150,3 +153,27 @@ def test_wan_animate_stops_before_loading_the_dit(monkeypatch):
                                             77, True)
     finally:
         mb.set_budget(None)
+
+
+def test_tiled_vae_estimate_counts_every_tiles_causal_caches():
+    """Tiles bound the activations to one tile's, but each tile keeps its own causal caches between chunks: the
+    estimate holds all of them (the caches of a real decode step, counted), the blended frame and one tile."""
+    from poseanimate.models.wan.vae import FeatureCache, WanVAE, WanVAEConfig
+    from poseanimate.models.wan.vae_streaming import plan_tiles
+    torch.manual_seed(0)
+    vae = WanVAE(WanVAEConfig(dim=8)).eval()
+    cache = FeatureCache()
+    z = torch.randn(1, 16, 1, 4, 4)  # one 32x32-pixel tile (4 latent cells)
+    with torch.no_grad():
+        vae.decode_step(z, cache)
+        vae.decode_step(z, cache)
+    per_tile = cache.nbytes()
+    assert 20 * 8 * 32 * 32 * 4 < per_tile <= mb.VAE_TILE_CACHE * 8 * 32 * 32 * 4
+    tiles = len(plan_tiles(32, 4, 1)) ** 2  # 256x256 pixels in tiles of 4 latent cells overlapping by 1
+    assert tiles == 121
+    estimate = mb.vae_step(256, 256, torch.float32, 4, dim=8, overlap=1)
+    one_tile = mb.VAE_ACTIVATIONS * 8 * 4 * 64 * 64 * 4
+    assert estimate >= tiles * per_tile + one_tile
+    assert one_tile < tiles * per_tile / 10  # the former estimate (one tile's activations) was 10x short
+    # untiled, and tiles as large as the frame, are the whole frame's chunk
+    assert mb.vae_step(256, 256, torch.float32, 32, dim=8) == mb.vae_step(256, 256, torch.float32, None, dim=8)

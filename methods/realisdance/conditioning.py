@@ -21,7 +21,7 @@ What the method is (``RealisDanceDiT`` and ``RealisDanceDiTPipeline`` in damo-cv
   a zero (mid-grey) image and VAE(zero image) as the reference, at the
   reference's size; it *keeps* the pose tokens and the same ``y``.
 
-Windows (longer videos): each window gets its slice of the pose tokens (exact:
+Windows (longer videos): each window gets the pose tokens of its own frames (exact:
 the pose layers are frame-local), the reference tokens at the same positions
 (they do not depend on the window), and ``y`` for its own length, which is the
 first ``window.length`` frames of the whole video's ``y`` (Wan's VAE is
@@ -135,9 +135,9 @@ def realisdance_scheduler(steps: int = DEFAULT_STEPS, shift: float = 1.0) -> Sch
 class RealisDanceConditioning:
     """RealisDance-DiT's conditioning for the sampler (:class:`~..base.MethodConditioning`).
 
-    Latents are model space. Pose tokens (the whole video, once) and the two
-    reference-token sets are computed on the layers' device the first time a
-    branch needs them and kept (``clear_cache`` frees them).
+    Latents are model space. Pose tokens (of the window being sampled) and the
+    two reference-token sets are computed on the layers' device the first time
+    a branch needs them and kept (``clear_cache`` frees them).
     """
 
     geometry: VideoGeometry
@@ -154,6 +154,7 @@ class RealisDanceConditioning:
     pose_strength: float = 1.0
     token_dtype: torch.dtype = torch.float32
     _pose_tokens: torch.Tensor | None = field(default=None, repr=False)
+    _pose_key: tuple[int, int] | None = field(default=None, repr=False)  # the window they are for (None: all)
     _ref_tokens: dict[bool, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
@@ -170,16 +171,22 @@ class RealisDanceConditioning:
         return reference_positions(self.video_grid, self.ref_grid, s.shift_f, s.shift_h, s.shift_w)
 
     def pose_tokens(self, window: Window | None = None) -> torch.Tensor:
-        """Pose tokens times ``pose_strength``, ``[1, L, dim]``, for ``window`` (None: the whole video)."""
-        if self._pose_tokens is None:
-            tokens = self.layers.pose_tokens(self.pose_latents, out_dtype=self.token_dtype)
+        """Pose tokens times ``pose_strength``, ``[1, L, dim]``, for ``window`` (None: the whole video).
+
+        A window's tokens are computed from its own latent frames (the layers are frame-local: the same
+        tokens as the whole video's slice) and kept until another window asks, so the two branches of a step
+        share them and memory holds one window's tokens, not the whole video's (the sampler's estimate counts
+        one window)."""
+        key = None if window is None else (window.start, window.end)
+        if self._pose_tokens is None or self._pose_key != key:
+            self._pose_tokens = None  # the previous window's tokens go before the next are made
+            latents = self.pose_latents if window is None else slice_frames(
+                self.pose_latents, window, dim=2, unit="latent", name="pose latents")
+            tokens = self.layers.pose_tokens(latents, out_dtype=self.token_dtype)
             if self.pose_strength != 1.0:
                 tokens.mul_(self.pose_strength)
-            self._pose_tokens = tokens
-        if window is None:
-            return self._pose_tokens
-        _, h, w = self.video_grid
-        return slice_frames(self._pose_tokens, window, dim=1, unit="latent", per_frame=h * w, name="pose latents")
+            self._pose_tokens, self._pose_key = tokens, key
+        return self._pose_tokens
 
     def reference_tokens(self, positive: bool) -> torch.Tensor:
         """``attn_conv_in`` of the reference (positive) or of VAE(zero image) (negative), ``[1, Lr, dim]``."""

@@ -110,6 +110,58 @@ def test_broken_and_malicious_files_are_refused(method_server):
     next_job_runs(comfy, seed=202)
 
 
+def _with_dit_lora(wf: dict) -> dict:
+    """The tiny UniAnimate-DiT workflow with a Wan DiT LoRA node between Load Wan DiT and the UniAnimate LoRA."""
+    wf["30"] = {"class_type": "PoseAnimateLoRA", "inputs": {"dit": ["17", 0], "lora_name": RELIGHT, "strength": 1.0}}
+    wf["18"]["inputs"]["dit"] = ["30", 0]
+    return wf
+
+
+_realisdance = mw.load_module("robustness_realisdance", HERE / "test_host_realisdance_workflow.py")
+_animate = mw.load_module("robustness_wan_animate", HERE / "test_host_wan_animate_workflow.py")
+DIT, REALISDANCE, ANIMATE = ("wan2.1_i2v_480p_14B_fp16.safetensors", "realisdance_dit_14B_bf16.safetensors",
+                             "wan2.2_animate_14B_bf16.safetensors")
+RELIGHT = "WanAnimate_relight_lora_fp16.safetensors"
+# loader -> (a tiny workflow using it, its node id, the file input, the model folder, the intact file, message start)
+DIT_LOADERS = {
+    "Load Wan DiT": (tiny_workflow, "17", "dit_name", "diffusion_models", DIT, "model file '"),
+    "Load RealisDance-DiT": (_realisdance.tiny_realisdance, "18", "dit_name", "diffusion_models", REALISDANCE,
+                             "model file '"),
+    "Load Wan2.2-Animate": (lambda: _animate.tiny_animate("wan_animate"), "17", "dit_name", "diffusion_models",
+                            ANIMATE, "model file '"),
+    "Relighting LoRA": (lambda: _animate.tiny_animate("wan_animate_replacement"), "21", "lora_name", "loras",
+                        RELIGHT, "LoRA file '"),
+    "Wan DiT LoRA": (lambda: _with_dit_lora(tiny_workflow()), "30", "lora_name", "loras", RELIGHT, "LoRA file '"),
+}
+
+
+@pytest.mark.parametrize("loader", list(DIT_LOADERS))
+def test_broken_and_malicious_dit_files_are_refused(method_server, loader):
+    """The DiT-type loaders given a truncated, an empty and a random file, and a pickle with code renamed
+    .safetensors (never unpickled: the safetensors reader refuses its header)."""
+    comfy = method_server
+    workflow, node_id, input_name, folder, good_name, start = DIT_LOADERS[loader]
+    good = (comfy.models_dir / folder / good_name).read_bytes()
+    marker = comfy.models_dir.parent / f"pickle_ran_{node_id}"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    files = {"truncated": good[: len(good) // 2], "empty": b"", "random": b"\x13" + os.urandom(4095),
+             "code": pickle.dumps({"x": Payload()})}
+    for kind, data in files.items():
+        name = f"rb_{node_id}_{kind}.safetensors"
+        (comfy.models_dir / folder / name).write_bytes(data)
+        wf = workflow()
+        wf[node_id]["inputs"][input_name] = name
+        message = refused(comfy, wf, node_id)
+        assert message.startswith(start) and name in message.split(";")[0], message
+        assert "could not be read" in message and "\n" not in message.strip(), message
+    assert not marker.exists(), "the pickle's code ran"
+    result = comfy.run(workflow(), timeout=600)  # the same workflow with the intact file
+    assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-3000:]
+
+
 def test_broken_vae_and_pose_model_files_are_refused(method_server):
     """Two more loaders through the host: Load Wan VAE given a truncated file, Load Pose Models an empty one."""
     comfy = method_server

@@ -78,3 +78,46 @@ def test_pose_videos_of_different_sizes_or_too_short_are_refused(loaded):
         node.build(realisdance, reference, vae, text, text, smpl, hamer, 9, 1.0, clip)
     with pytest.raises(InputError, match="clip_vision_output: is missing"):
         node.build(realisdance, reference, vae, text, text, smpl, hamer, 5, 1.0)
+
+
+def test_conditioning_is_flat_in_frames_with_the_same_numbers(loaded, monkeypatch):
+    """The pack's VAE gets the grey video as one frame's view (no memory per frame) and encodes it to the same
+    latent as the whole grey video; the pose videos pass as views of the inputs."""
+    from poseanimate.methods.realisdance import grey_video
+    from poseanimate.nodes import vae_nodes
+    storages = []
+    real = vae_nodes.encode_images
+
+    def spy(vae, frames, **kwargs):
+        storages.append(frames.untyped_storage().nbytes())
+        return real(vae, frames, **kwargs)
+    monkeypatch.setattr(vae_nodes, "encode_images", spy)
+    _, cond = _conditioning(loaded, frames=9)
+    frame = H * W * 3 * 4
+    assert storages[-3:] == [9 * frame, 9 * frame, frame]  # smpl, hamer (the inputs' own memory), grey: one frame
+    _, _, vae = loaded
+    assert torch.equal(cond.y[:, 4:], vae.encode(grey_video(9, H, W)))  # the whole grey video's latent
+
+
+def test_2048_conditioning_stops_before_allocating(loaded, monkeypatch):
+    from poseanimate import memory_budget as mb
+    from poseanimate.nodes import realisdance_nodes
+    dit, realisdance, vae = loaded
+    reference, _ = _conditioning(loaded)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the node encoded before refusing")
+    monkeypatch.setattr(realisdance_nodes, "video_vae", no_encoding)
+    big = torch.zeros(1, 1, 1, 3).expand(5, 2048, 2048, 3)  # no memory
+    text = torch.randn(1, 5, 32)
+    mb.set_budget(1 * mb.GB)
+    try:
+        with pytest.raises(InputError, match=r"^smpl_video: encoding 5 frames at 2048x2048 \(one VAE chunk\) needs "
+                                             r"about [\d.]+ GB, more than the 1.0 GB .*; expected tiles"):
+            PoseAnimateRealisDanceConditioning().build(realisdance, reference, vae, text, text, big, big, 5, 1.0,
+                                                       torch.randn(1, 257, 32))
+        # 10001 frames at 1024x1024: the latents alone (about 16 GB) do not fit
+        with pytest.raises(InputError, match=r"^frames: 10001 frames at 1024x1024 \(latents\) needs about 15.9 GB"):
+            realisdance_nodes._check_memory(vae, 10001, 1024, 1024, True)
+    finally:
+        mb.set_budget(None)

@@ -125,6 +125,19 @@ def test_each_window_is_a_clip_of_its_own_with_the_reference_in_every_window(lay
     assert not torch.equal(cond.reference_tokens(True), cond.reference_tokens(False))
 
 
+def test_a_window_holds_only_its_own_pose_tokens_shared_by_both_branches(layers):
+    """Memory flat in frames at sampling: a window's pose tokens are made from its frames (not sliced from the
+    whole video's), once for both branches of a step."""
+    cond = build(layers)
+    whole = build(layers).pose_tokens()
+    per_frame = (H // 2) * (W // 2)
+    for window in plan_windows(T, 3, 1):
+        tokens = cond.branch(True, 0, 4, window).ext.added_tokens[0]
+        assert cond.branch(False, 0, 4, window).ext.added_tokens[0] is tokens
+        assert tokens.untyped_storage().nbytes() == window.length * per_frame * DIM * 4  # this window's alone
+        assert torch.allclose(tokens, whole[:, window.start * per_frame:window.end * per_frame], atol=1e-6)
+
+
 def test_y_is_an_empty_mask_and_the_zero_video_latent(layers):
     *_, empty, _ = latents()
     cond = build(layers, empty_latent=torch.cat([empty, empty], dim=2))  # a longer zero-video latent is cut
