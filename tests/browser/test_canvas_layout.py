@@ -39,9 +39,9 @@ FIT = """([left, top, right, bottom]) => {
                           (top + (h - (y1 - y0) * scale) / 2) / scale - y0];
   app.canvas.setDirty(true, true);
   app.canvas.draw(true, true);
-  // the front end's own figure (0.33: min_font_size_for_lod / NODE_TEXT_SIZE / sqrt(devicePixelRatio))
-  const threshold = app.canvas._lowQualityZoomThreshold
-    ?? (app.canvas.min_font_size_for_lod ?? 8) / LiteGraph.NODE_TEXT_SIZE;
+  // the front end's own figure (0.33: min_font_size_for_lod / NODE_TEXT_SIZE / sqrt(devicePixelRatio) = 8 / 14;
+  // front ends before 1.26: low_quality_zoom_threshold, 0.6)
+  const threshold = app.canvas._lowQualityZoomThreshold ?? app.canvas.low_quality_zoom_threshold ?? 0.6;
   return {scale, threshold, lowQuality: app.canvas.low_quality};
 }"""
 
