@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import urllib.request
 import uuid
@@ -336,7 +337,7 @@ def _wan_animate(name: str, replacement: bool) -> Workflow:
         ]
         animate_links.update(dit=(21, 0), background_video=(23, 0), person_mask=(22, 0))
         extra = REPLACEMENT_EXTRA
-        model, poses = [[17, 21]], [[2, 23, 5, 6], [4, 22, 10, 9]]
+        model, poses = [[17, 21]], [[2, 23], [5, 6], [4, 22], [10, 9]]
     else:
         nodes += [
             Node(6, "PoseAnimateExtractPoses", links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
@@ -480,6 +481,7 @@ NODE_TITLE = 30
 SOCKET_ROW, WIDGET_ROW, WIDGETS_PAD, BODY_PAD = 20, 24, 8, 6
 MULTILINE_EXTRA = 56          # a prompt box shows about four lines
 NODE_WIDTH = 320
+TITLE_CHAR, TITLE_PAD = 7.4, 44   # a title's width: 14 px sans-serif, after the node's dot, before its edge
 GROW_WIDTH = 340              # web/js/pose_preview.js widens a node to 340 px when it shows its player
 GROUP_TITLE, GROUP_PAD, NODE_GAP, COLUMN_GAP, STAGE_GAP = 34, 16, 24, 30, 40
 GROUP_FONT = 24
@@ -505,6 +507,8 @@ def estimate_size(node: Node, info: dict) -> tuple[float, float]:
     rows = max(sockets, len(info.get("output", [])))
     height = BODY_PAD + SOCKET_ROW * rows + (WIDGET_ROW * widgets + WIDGETS_PAD if widgets else 0)
     width = GROW_WIDTH if node.class_type in GROWS_AFTER_RUN else NODE_WIDTH
+    title = node.title or info.get("display_name") or node.class_type
+    width = max(width, math.ceil(TITLE_CHAR * len(title) + TITLE_PAD))   # the whole title shows
     return (float(width), float(height + MULTILINE_EXTRA * multiline))
 
 

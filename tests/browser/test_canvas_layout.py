@@ -1,9 +1,10 @@
 """Every shipped canvas workflow is readable where it opens: in the real front end, at 1920x1080, the zoom that
 fits the whole graph clear of the side and tab bars is at or above the front end's low-detail threshold (below
-it the front end draws no text at all), the workflow opens at that view, and no two nodes overlap (title bars
-included), neither as loaded nor after a run, when the pose players, the saved video and the sampler's latent
-preview have grown their nodes. The run's outputs are handed to the front end the way the server's messages
-do (``executed``, ``b_preview_with_metadata``), with the largest previews the shipped nodes send.
+it the front end draws no text at all), the workflow opens at that view, every node's title fits its width,
+and no two nodes overlap (title bars included), neither as loaded nor after a run, when the pose players, the
+saved video and the sampler's latent preview have grown their nodes. The run's outputs are handed to the front
+end the way the server's messages do (``executed``, ``b_preview_with_metadata``), with the largest previews the
+shipped nodes send.
 """
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ OVERLAPS = """() => {
     if (w > 1 && h > 1) hits.push(`${name(nodes[i])} and ${name(nodes[j])} (${Math.round(w)}x${Math.round(h)})`);
   }
   return hits;
+}"""
+
+# Nodes whose title does not fit their width (the front end cuts it off with an ellipsis).
+CUT_TITLES = """() => {
+  const ctx = app.canvas.ctx, cut = [];
+  for (const n of app.graph.nodes) {
+    ctx.font = n.titleFontStyle ?? `${LiteGraph.NODE_TEXT_SIZE}px Arial`;
+    const needed = ctx.measureText(n.getTitle()).width + LiteGraph.NODE_TITLE_HEIGHT;
+    if (!n.collapsed && needed > n.size[0]) cut.push(`${n.id} '${n.getTitle()}' (${Math.round(needed)} px)`);
+  }
+  return cut;
 }"""
 
 # A run's outputs as the server sends them: pose players, saved videos/images, latent previews.
@@ -149,6 +161,7 @@ def test_workflow_is_readable_and_nothing_overlaps_before_or_after_a_run(fronten
     assert opened["scale"] == pytest.approx(saved, abs=1e-3), "the front end did not restore the saved view"
 
     assert frontend.js(OVERLAPS) == [], f"{path.name}: nodes overlap as loaded"
+    assert frontend.js(CUT_TITLES) == [], f"{path.name}: titles cut off"
     grown = frontend.js(RUN, run_outputs)
     frontend.page.wait_for_timeout(300)
     assert frontend.js(OVERLAPS) == [], f"{path.name}: nodes overlap after a run (grown: {grown})"
