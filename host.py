@@ -266,6 +266,7 @@ class Progress:
         self._callback = callback
         self._bar = None
         self._previewer = None
+        self._pending_preview: Any = None
         if in_host():
             import comfy.utils
             self._bar = comfy.utils.ProgressBar(total)
@@ -274,8 +275,18 @@ class Progress:
                 self._previewer = _host_previewer(latent_format)
 
     def update(self, steps: int = 1, preview: Any = None) -> None:
-        """Advance by ``steps``; ``preview`` is a latent ``[B, C, T, H, W]`` to show, or None."""
+        """Advance by ``steps``; ``preview`` is a latent ``[B, C, T, H, W]`` to show, or None.
+
+        Each value is reported once: a preview given without a step (``steps=0``, the sampler's
+        per-step callback) waits for the step that follows and goes out with it, since the host
+        sends every update that carries an image, so reporting it at once repeated the value.
+        """
+        if preview is not None:
+            self._pending_preview = preview
+        if steps <= 0:
+            return
         self.current = min(self.total, self.current + steps)
+        preview, self._pending_preview = self._pending_preview, None
         if self._bar is not None:
             image = None
             if preview is not None and self._previewer is not None:

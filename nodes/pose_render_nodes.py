@@ -21,6 +21,7 @@ FIT_BY_STYLE = {"openpose": "letterbox", "unianimate": "stretch", "wan_animate":
 SWITCHES = {"auto": None, "on": True, "off": False}
 COLOR_ORDERS = ("auto", "rgb", "bgr")
 MAX_SIZE = 16384
+PREVIEW_FPS = 30.0                  # the preview's rate when no video fps is linked
 
 log = logging.getLogger(__name__)
 ASPECT_TOLERANCE = 0.05
@@ -169,12 +170,19 @@ class PoseAnimateRenderPoses:
             "color_order": (list(COLOR_ORDERS), {"default": "auto",
                             "tooltip": "auto: what the style's model was trained on (unianimate: BGR, the "
                                        "channels swapped as in UniAnimate-DiT's training data; others: RGB)."}),
+        }, "optional": {
+            "fps": ("FLOAT", {"default": PREVIEW_FPS, "min": 1.0, "max": 240.0, "step": 1.0,
+                    "tooltip": "The frame rate the node's preview plays at: link the driving video's fps (Get "
+                               "Video Components) so it plays at the video's speed. The images carry no rate."}),
         }}
 
-    def render_with_canvas_preview(self, **inputs) -> dict:
-        """The host's entry: :meth:`render`, plus the drawn frames the node plays on the canvas."""
+    def render_with_canvas_preview(self, fps: float = PREVIEW_FPS, **inputs) -> dict:
+        """The host's entry: :meth:`render`, plus the drawn frames the node plays on the canvas at ``fps``
+        (POSE_KEYPOINT carries no frame rate, so the video's comes in beside the poses)."""
+        if not 1.0 <= fps <= 240.0:
+            raise InputError("fps", f"is {fps}", "a frame rate from 1 to 240 (the driving video's)")
         (images,) = self.render(**inputs)
-        return {"ui": preview_ui("render", images=images), "result": (images,)}
+        return {"ui": preview_ui("render", images=images, fps=fps), "result": (images,)}
 
     def render(self, poses, style: str, width: int, height: int, fit: str, body: bool, hands: bool, face: str,
                feet: str, color_order: str) -> tuple[torch.Tensor]:

@@ -29,6 +29,29 @@ def test_progress_reports_to_callback():
     assert seen == [(1, 3), (3, 3)]
 
 
+def test_progress_reports_each_value_once_with_its_preview():
+    """The sampler hands a preview after each step, then the step: one host update per step, carrying
+    that step's preview (the host sends every update with an image, so each value used to arrive twice)."""
+    sent, seen = [], []
+
+    class Bar:
+        def update_absolute(self, value, total, image):
+            sent.append((value, total, image))
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, fmt, latent):
+            return f"{fmt}:{int(latent.flatten()[0])}"
+
+    p = host.Progress(3, callback=lambda c, t: seen.append((c, t)))
+    p._bar, p._previewer = Bar(), Previewer()
+    for step in range(3):
+        p.update(0, preview=torch.full((1, 1, 1, 1, 1), float(step)))
+        p.update(1)
+    p.update(0)
+    assert sent == [(1, 3, "JPEG:0"), (2, 3, "JPEG:1"), (3, 3, "JPEG:2")]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
 @pytest.mark.parametrize("name", ["../secret.safetensors", "/etc/passwd", "a/../../b", ""])
 def test_model_names_cannot_escape_the_folder(name, tmp_path, monkeypatch):
     monkeypatch.setenv("POSEANIMATE_MODELS", str(tmp_path))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import urllib.request
 import uuid
@@ -51,7 +52,7 @@ class Node:
 
     id: int
     class_type: str
-    pos: tuple[float, float]
+    pos: tuple[float, float] | None = None    # None: placed by the workflow's Layout
     widgets: dict[str, Any] = field(default_factory=dict)
     links: dict[str, tuple[int, int]] = field(default_factory=dict)
     title: str | None = None
@@ -64,16 +65,37 @@ class Note:
     """A text note on the canvas (the front end's Note node; not part of the API format)."""
 
     id: int
-    pos: tuple[float, float]
+    pos: tuple[float, float] | None            # None: placed by the workflow's Layout
     text: str
     size: tuple[float, float] = (420.0, 200.0)
     title: str = "Note"
 
 
 @dataclass
+class Stage:
+    """A titled group on the canvas (``title`` None: no group, e.g. the Note) holding columns of node ids,
+    each column read top to bottom."""
+
+    title: str | None
+    columns: list[list[int]]
+    color: str = "#3f789e"
+
+
+@dataclass
+class Layout:
+    """Where the nodes go: ``bands`` of stages, top to bottom; a band's stages left to right. The builder
+    stacks each column, sizes the groups round their stages and checks the layout rules (see
+    :func:`place`): a canvas that fits on a 1080p screen at a zoom where the front end still draws text,
+    and no overlaps when nodes grow after a run."""
+
+    bands: list[list[Stage]]
+
+
+@dataclass
 class Workflow:
     name: str                       # file names: <name>.json and <name>.api.json
     nodes: list[Node | Note]
+    layout: Layout | None = None    # None: every node has its own ``pos``
 
 
 # ---------------------------------------------------------------- the shipped workflows
@@ -89,21 +111,21 @@ Render Poses: style "openpose" for ControlNet-style pose videos, "unianimate" fo
 (its model saw the colour channels swapped), "wan_animate" for Wan2.2-Animate.
 The pose video is saved to ComfyUI/output/poseanimate/."""
 
+NOTE_WIDTH = 640
+
 WORKFLOWS = [
     Workflow("pose_extraction", [
-        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
-        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
-        Node(3, "PoseAnimatePoseModelLoader", (400, 260),
+        Node(1, "LoadVideo", widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", links={"video": (1, 0)}),
+        Node(3, "PoseAnimatePoseModelLoader",
              widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
-        Node(4, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (3, 0), "fps": (2, 2)},
-             size=(360, 620)),
-        Node(5, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (4, 0)}, widgets={"style": "openpose"},
-             size=(340, 620)),
-        Node(6, "CreateVideo", (1540, 80), links={"images": (5, 0), "fps": (2, 2)}),
-        Node(7, "SaveVideo", (1540, 240), links={"video": (6, 0)}, widgets={"filename_prefix": "poseanimate/pose"},
-             size=(340, 440)),
-        Note(8, (40, 500), POSE_MODELS_NOTE, size=(680, 240)),
-    ]),
+        Node(4, "PoseAnimateExtractPoses", links={"images": (2, 0), "pose_model": (3, 0), "fps": (2, 2)}),
+        Node(5, "PoseAnimateRenderPoses", links={"poses": (4, 0), "fps": (2, 2)}, widgets={"style": "openpose"}),
+        Node(6, "CreateVideo", links={"images": (5, 0), "fps": (2, 2)}),
+        Node(7, "SaveVideo", links={"video": (6, 0)}, widgets={"filename_prefix": "poseanimate/pose"}),
+        Note(8, None, POSE_MODELS_NOTE, size=(NOTE_WIDTH, 240)),
+    ], Layout([[Stage(None, [[8]]), Stage("Driving video", [[1]])],
+               [Stage("Poses", [[2, 3, 4], [5]]), Stage("Output", [[6, 7]])]])),
 ]
 
 
@@ -134,14 +156,13 @@ def _encoders(first_id: int, prompt: str, negative: str, image: tuple[int, int],
     reference's CLIP Vision Encode, as ids ``first_id`` .. ``first_id + 4``."""
     loader, positive, negative_id, vision, encode = range(first_id, first_id + 5)
     return [
-        Node(loader, "CLIPLoader", (1540, 80),
-             widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
-        Node(positive, "CLIPTextEncode", (1540, 240), links={"clip": (loader, 0)}, title="Prompt",
+        Node(loader, "CLIPLoader", widgets={"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}),
+        Node(positive, "CLIPTextEncode", links={"clip": (loader, 0)}, title="Prompt",
              widgets={"text": prompt}),
-        Node(negative_id, "CLIPTextEncode", (1540, 480), links={"clip": (loader, 0)}, title=negative_title,
+        Node(negative_id, "CLIPTextEncode", links={"clip": (loader, 0)}, title=negative_title,
              widgets={"text": negative}),
-        Node(vision, "CLIPVisionLoader", (1540, 720), widgets={"clip_name": "clip_vision_h.safetensors"}),
-        Node(encode, "CLIPVisionEncode", (1540, 860), links={"clip_vision": (vision, 0), "image": image},
+        Node(vision, "CLIPVisionLoader", widgets={"clip_name": "clip_vision_h.safetensors"}),
+        Node(encode, "CLIPVisionEncode", links={"clip_vision": (vision, 0), "image": image},
              widgets={"crop": "none"}, title=vision_title),
     ]
 
@@ -152,48 +173,52 @@ def _unianimate(name: str, frames: int, note: str) -> Workflow:
     long_video = frames == 0
     frames_out = (25, 0) if long_video else (21, 0)  # long videos: colour drift corrected towards the reference
     nodes = [
-        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
-        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
-        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
-        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+        Node(1, "LoadVideo", widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", links={"video": (1, 0)}),
+        Node(3, "LoadImage", widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", links={"image": (3, 0)},
              widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
-        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+        Node(5, "PoseAnimatePoseModelLoader",
              widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
-        Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
-             title="Extract Poses (driving video)", size=(360, 620)),
-        Node(7, "PoseAnimateExtractPoses", (760, 740), links={"images": (4, 0), "pose_model": (5, 0)},
-             title="Extract Poses (character)", size=(360, 620)),
-        Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
+        Node(6, "PoseAnimateExtractPoses", links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+             title="Extract Poses (driving video)"),
+        Node(7, "PoseAnimateExtractPoses", links={"images": (4, 0), "pose_model": (5, 0)},
+             title="Extract Poses (character)"),
+        Node(8, "PoseAnimateRetargetPoses", links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
              widgets={"method": "unianimate"}),
-        Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
-             widgets={"style": "unianimate", **size}, title="Render Poses (driving)", size=(340, 620)),
-        Node(10, "PoseAnimateRenderPoses", (1160, 1060), links={"poses": (7, 0)},
-             widgets={"style": "unianimate", **size}, title="Render Poses (character)", size=(340, 620)),
+        Node(9, "PoseAnimateRenderPoses", links={"poses": (8, 0), "fps": (2, 2)},
+             widgets={"style": "unianimate", **size}, title="Render Poses (driving)"),
+        Node(10, "PoseAnimateRenderPoses", links={"poses": (7, 0)},
+             widgets={"style": "unianimate", **size}, title="Render Poses (character)"),
         *_encoders(11, "a person dancing, natural motion, detailed face and hands, high quality", NEGATIVE_PROMPT,
                    (4, 0)),
-        Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
-        Node(17, "PoseAnimateDiTLoader", (1920, 80),
-             widgets={"dit_name": "wan2.1_i2v_480p_14B_fp16.safetensors"}),
-        Node(18, "PoseAnimateUniAnimateLoader", (1920, 300), links={"dit": (17, 0)},
+        Node(16, "PoseAnimateVAELoader", widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(17, "PoseAnimateDiTLoader", widgets={"dit_name": "wan2.1_i2v_480p_14B_fp16.safetensors"}),
+        Node(18, "PoseAnimateUniAnimateLoader", links={"dit": (17, 0)},
              widgets={"unianimate_name": "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"}),
-        Node(19, "PoseAnimateUniAnimateConditioning", (1920, 480),
+        Node(19, "PoseAnimateUniAnimateConditioning",
              links={"unianimate": (18, 1), "vae": (16, 0), "positive": (12, 0), "negative": (13, 0),
                     "reference_image": (4, 0), "pose_video": (9, 0), "reference_pose": (10, 0),
                     "clip_vision_output": (15, 0)},
-             widgets={"frames": frames}, size=(380, 420)),
-        Node(20, "PoseAnimateSampler", (2340, 80), links={"dit": (18, 0), "conditioning": (19, 0)},
-             widgets={"seed": 42}, size=(340, 420)),
-        Node(21, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (20, 0), "vae": (16, 0)}),
-        Node(22, "CreateVideo", (2720, 80), links={"images": frames_out, "fps": (2, 2)}),
-        Node(23, "SaveVideo", (2720, 240), links={"video": (22, 0)},
-             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
-        Note(24, (40, 900), note, size=(680, 380)),
+             widgets={"frames": frames}),
+        Node(20, "PoseAnimateSampler", links={"dit": (18, 0), "conditioning": (19, 0)},
+             widgets={"seed": 42}),
+        Node(21, "PoseAnimateVAEDecode", links={"samples": (20, 0), "vae": (16, 0)}),
+        Node(22, "CreateVideo", links={"images": frames_out, "fps": (2, 2)}),
+        Node(23, "SaveVideo", links={"video": (22, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}),
+        Note(24, None, note, size=(NOTE_WIDTH, 400)),
     ]
     if long_video:
-        nodes.append(Node(25, "PoseAnimateColorMatch", (2340, 760),
-                          links={"images": (21, 0), "reference_image": (4, 0)},
+        nodes.append(Node(25, "PoseAnimateColorMatch", links={"images": (21, 0), "reference_image": (4, 0)},
                           widgets={"strength": 0.5}))
-    return Workflow(name, nodes)
+    layout = Layout([
+        [Stage(None, [[24]]), Stage("Inputs", [[1], [3]]), Stage("Prompts and encoders", [[11, 12, 13], [14, 15, 16]]),
+         Stage("Model", [[17, 18], [19]])],
+        [Stage("Poses", [[2, 5, 6], [4, 7], [8], [9], [10]]), Stage("Sampling", [[20]]),
+         Stage("Output", [[21, 25, 22, 23] if long_video else [21, 22, 23]])],
+    ])
+    return Workflow(name, nodes, layout)
 
 
 REALISDANCE_NOTE = """RealisDance-DiT animation (PoseAnimate)
@@ -217,41 +242,43 @@ def _realisdance(name: str, frames: int, note: str) -> Workflow:
     """RealisDance-DiT: reference tokens + pose-condition videos -> animation."""
     size = {"width": 576, "height": 1024}
     return Workflow(name, [
-        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
-        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
-        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
-        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+        Node(1, "LoadVideo", widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", links={"video": (1, 0)}),
+        Node(3, "LoadImage", widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(5, "PoseAnimatePoseModelLoader",
              widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
-        Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
-             title="Extract Poses (driving video)", size=(360, 620)),
-        Node(9, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (6, 0)},
-             widgets={"style": "openpose", **size, "fit": "letterbox"}, title="Render Poses (stand-in for SMPL-CS "
-             "and HaMeR)", size=(340, 620)),
+        Node(6, "PoseAnimateExtractPoses", links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+             title="Extract Poses (driving video)"),
+        Node(9, "PoseAnimateRenderPoses", links={"poses": (6, 0), "fps": (2, 2)},
+             widgets={"style": "openpose", **size, "fit": "letterbox"}, title="Render Poses (SMPL-CS stand-in)"),
         *_encoders(10, "a person dancing, natural motion, detailed face and hands, high quality", "", (3, 0),
                    negative_title="Empty prompt (unconditional)", vision_title="CLIP Vision Encode (reference)"),
-        Node(15, "EmptyImage", (1160, 760), widgets={"width": 224, "height": 224, "batch_size": 1,
-                                                     "color": 0x808080}, title="Grey image"),
-        Node(16, "CLIPVisionEncode", (1540, 1000), links={"clip_vision": (13, 0), "image": (15, 0)},
+        Node(15, "EmptyImage", widgets={"width": 224, "height": 224, "batch_size": 1, "color": 0x808080},
+             title="Grey image"),
+        Node(16, "CLIPVisionEncode", links={"clip_vision": (13, 0), "image": (15, 0)},
              widgets={"crop": "none"}, title="CLIP Vision Encode (grey)"),
-        Node(17, "PoseAnimateVAELoader", (1540, 1160), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
-        Node(18, "PoseAnimateRealisDanceLoader", (1920, 80),
-             widgets={"dit_name": "realisdance_dit_14B_bf16.safetensors"}),
-        Node(19, "PoseAnimateRealisDanceReference", (1920, 300),
+        Node(17, "PoseAnimateVAELoader", widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(18, "PoseAnimateRealisDanceLoader", widgets={"dit_name": "realisdance_dit_14B_bf16.safetensors"}),
+        Node(19, "PoseAnimateRealisDanceReference",
              links={"realisdance": (18, 1), "vae": (17, 0), "reference_image": (3, 0)}, widgets=size),
-        Node(20, "PoseAnimateRealisDanceConditioning", (1920, 620),
+        Node(20, "PoseAnimateRealisDanceConditioning",
              links={"realisdance": (18, 1), "reference": (19, 0), "vae": (17, 0), "positive": (11, 0),
                     "negative": (12, 0), "smpl_video": (9, 0), "hamer_video": (9, 0),
                     "clip_vision_output": (14, 0), "negative_clip_vision_output": (16, 0)},
-             widgets={"frames": frames}, size=(380, 380)),
-        Node(21, "PoseAnimateSampler", (2340, 80), links={"dit": (18, 0), "conditioning": (20, 0)},
+             widgets={"frames": frames}),
+        Node(21, "PoseAnimateSampler", links={"dit": (18, 0), "conditioning": (20, 0)},
              widgets={"seed": 42, "steps": 40, "cfg": 2.0, "shift": 1.0, "scheduler": "euler_diffusers",
-                      "blending": "linear"}, size=(340, 420)),
-        Node(22, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (21, 0), "vae": (17, 0)}),
-        Node(23, "CreateVideo", (2720, 80), links={"images": (22, 0)}, widgets={"fps": 16.0}),
-        Node(24, "SaveVideo", (2720, 240), links={"video": (23, 0)},
-             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
-        Note(25, (40, 900), note, size=(680, 420)),
-    ])
+                      "blending": "linear"}),
+        Node(22, "PoseAnimateVAEDecode", links={"samples": (21, 0), "vae": (17, 0)}),
+        Node(23, "CreateVideo", links={"images": (22, 0)}, widgets={"fps": 16.0}),
+        Node(24, "SaveVideo", links={"video": (23, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}),
+        Note(25, None, note, size=(NOTE_WIDTH, 440)),
+    ], Layout([
+        [Stage(None, [[25]]), Stage("Inputs", [[1], [3]]),
+         Stage("Prompts and encoders", [[10, 11, 12], [13, 14, 15, 16]]), Stage("Model", [[18, 17], [19, 20]])],
+        [Stage("Poses", [[2, 5, 6], [9]]), Stage("Sampling", [[21]]), Stage("Output", [[22, 23, 24]])],
+    ]))
 
 
 ANIMATE_NOTE = """Wan2.2-Animate, {mode} (PoseAnimate)
@@ -279,59 +306,63 @@ def _wan_animate(name: str, replacement: bool) -> Workflow:
     """Wan2.2-Animate: animation mode (retargeted poses) or replacement mode (mask, background, relighting)."""
     size = {"width": 720, "height": 1280}
     nodes: list = [
-        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
-        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
-        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
-        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+        Node(1, "LoadVideo", widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", links={"video": (1, 0)}),
+        Node(3, "LoadImage", widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", links={"image": (3, 0)},
              widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
-        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+        Node(5, "PoseAnimatePoseModelLoader",
              widgets={"detector": "yolov10m.onnx", "keypoint_model": "vitpose_h_wholebody.onnx", "device": "auto"}),
         *_encoders(11, "a person moving naturally, detailed face and hands, high quality", NEGATIVE_PROMPT, (4, 0)),
-        Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
-        Node(17, "PoseAnimateWanAnimateLoader", (1920, 80),
-             widgets={"dit_name": "wan2.2_animate_14B_bf16.safetensors"}),
-        Node(19, "CreateVideo", (2720, 80), links={"images": (18, 0), "fps": (2, 2)}),
-        Node(20, "SaveVideo", (2720, 240), links={"video": (19, 0)},
-             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
+        Node(16, "PoseAnimateVAELoader", widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(17, "PoseAnimateWanAnimateLoader", widgets={"dit_name": "wan2.2_animate_14B_bf16.safetensors"}),
+        Node(19, "CreateVideo", links={"images": (18, 0), "fps": (2, 2)}),
+        Node(20, "SaveVideo", links={"video": (19, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}),
     ]
     animate_links = {"dit": (17, 0), "animate": (17, 1), "vae": (16, 0), "positive": (12, 0), "negative": (13, 0),
                      "clip_vision_output": (15, 0), "reference_image": (4, 0), "pose_video": (9, 0),
                      "face_video": (10, 0), "face_poses": (6, 0)}
     if replacement:
         nodes += [
-            Node(23, "ImageScale", (400, 900), links={"image": (2, 0)},
+            Node(23, "ImageScale", links={"image": (2, 0)},
                  widgets={"upscale_method": "lanczos", **size, "crop": "center"}, title="Scale driving video"),
-            Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (23, 0), "pose_model": (5, 0),
-                                                                 "fps": (2, 2)}, size=(360, 620)),
-            Node(9, "PoseAnimateRenderPoses", (1160, 80), links={"poses": (6, 0)},
-                 widgets={"style": "wan_animate", **size}, size=(340, 620)),
-            Node(10, "PoseAnimateFaceCrops", (1160, 760), links={"images": (23, 0), "poses": (6, 0)}),
-            Node(22, "PoseAnimatePoseMask", (760, 760), links={"poses": (6, 0)}),
-            Node(21, "PoseAnimateRelightLoRA", (1920, 300), links={"dit": (17, 0), "animate": (17, 1)},
+            Node(6, "PoseAnimateExtractPoses", links={"images": (23, 0), "pose_model": (5, 0), "fps": (2, 2)}),
+            Node(9, "PoseAnimateRenderPoses", links={"poses": (6, 0), "fps": (2, 2)},
+                 widgets={"style": "wan_animate", **size}),
+            Node(10, "PoseAnimateFaceCrops", links={"images": (23, 0), "poses": (6, 0)}),
+            Node(22, "PoseAnimatePoseMask", links={"poses": (6, 0)}),
+            Node(21, "PoseAnimateRelightLoRA", links={"dit": (17, 0), "animate": (17, 1)},
                  widgets={"lora_name": "WanAnimate_relight_lora_fp16.safetensors"}),
         ]
         animate_links.update(dit=(21, 0), background_video=(23, 0), person_mask=(22, 0))
         extra = REPLACEMENT_EXTRA
+        model, poses = [[17, 21]], [[2, 23], [5, 6], [4, 22], [10, 9]]
     else:
         nodes += [
-            Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0),
-                                                                 "fps": (2, 2)}, title="Extract Poses (driving video)",
-                 size=(360, 620)),
-            Node(7, "PoseAnimateExtractPoses", (760, 740), links={"images": (4, 0), "pose_model": (5, 0)},
-                 title="Extract Poses (character)", size=(360, 620)),
-            Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
+            Node(6, "PoseAnimateExtractPoses", links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+                 title="Extract Poses (driving video)"),
+            Node(7, "PoseAnimateExtractPoses", links={"images": (4, 0), "pose_model": (5, 0)},
+                 title="Extract Poses (character)"),
+            Node(8, "PoseAnimateRetargetPoses", links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
                  widgets={"method": "wan_animate"}),
-            Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
-                 widgets={"style": "wan_animate", **size}, size=(340, 620)),
-            Node(10, "PoseAnimateFaceCrops", (1160, 1060), links={"images": (2, 0), "poses": (6, 0)}),
+            Node(9, "PoseAnimateRenderPoses", links={"poses": (8, 0), "fps": (2, 2)},
+                 widgets={"style": "wan_animate", **size}),
+            Node(10, "PoseAnimateFaceCrops", links={"images": (2, 0), "poses": (6, 0)}),
         ]
         extra = ANIMATION_EXTRA
+        model, poses = [[17]], [[2, 5, 6], [4, 7], [8], [10, 9]]
     nodes += [
-        Node(18, "PoseAnimateWanAnimate", (2340, 80), links=animate_links, widgets={"seed": 42}, size=(380, 620)),
-        Note(24, (40, 1300), ANIMATE_NOTE.format(mode="replacement with relighting" if replacement else "animation",
-                                                 extra=extra), size=(700, 380)),
+        Node(18, "PoseAnimateWanAnimate", links=animate_links, widgets={"seed": 42}),
+        Note(24, None, ANIMATE_NOTE.format(mode="replacement with relighting" if replacement else "animation",
+                                           extra=extra), size=(NOTE_WIDTH, 440)),
     ]
-    return Workflow(name, sorted(nodes, key=lambda n: n.id))
+    layout = Layout([
+        [Stage(None, [[24]]), Stage("Inputs", [[1], [3]]), Stage("Prompts and encoders", [[11, 12, 13], [14, 15, 16]]),
+         Stage("Model", model)],
+        [Stage("Poses", poses), Stage("Sampling", [[18]]), Stage("Output", [[19, 20]])],
+    ])
+    return Workflow(name, sorted(nodes, key=lambda n: n.id), layout)
 
 
 WORKFLOWS += [
@@ -441,6 +472,127 @@ def _check(node: Node, info: dict, by_id: dict) -> list[Slot]:
     return slots
 
 
+# ---------------------------------------------------------------- canvas layout
+# Measured in the 0.33 front end (LiteGraph): a node's body is 6 px + 20 px per socket row + 24 px per widget
+# row (+ 8 px when it has widgets); its title bar (30 px) sits above ``pos``; a group's title bar is 24 px
+# text * 1.4. The front end stops drawing text below a zoom of min_font_size_for_lod / NODE_TEXT_SIZE (8 / 14
+# = 0.57 at its defaults): the layout keeps a workflow compact enough to fit a 1080p screen above that.
+NODE_TITLE = 30
+SOCKET_ROW, WIDGET_ROW, WIDGETS_PAD, BODY_PAD = 20, 24, 8, 6
+MULTILINE_EXTRA = 56          # a prompt box shows about four lines
+NODE_WIDTH = 320
+TITLE_CHAR, TITLE_PAD = 7.4, 44   # a title's width: 14 px sans-serif, after the node's dot, before its edge
+GROW_WIDTH = 340              # web/js/pose_preview.js widens a node to 340 px when it shows its player
+GROUP_TITLE, GROUP_PAD, NODE_GAP, COLUMN_GAP, STAGE_GAP = 34, 16, 24, 30, 40
+GROUP_FONT = 24
+# The view a workflow opens at: the whole graph on a 1920x1080 window, clear of the front end's side bar and
+# tab bar and run toolbar (left, top, right, bottom insets); tests/browser/test_canvas_layout.py measures the same fit.
+VIEW = (1920, 1080)
+VIEW_INSETS = (64, 96, 24, 24)
+# Nodes that grow after a run (a preview inside the node: the pack's pose players, the sampler's latent
+# previews, the saved video's player). A layout keeps them last in their column of the last band, so they
+# grow into free canvas and never over another node.
+GROWS_AFTER_RUN = frozenset({"PoseAnimateExtractPoses", "PoseAnimateRetargetPoses", "PoseAnimateRenderPoses",
+                             "PoseAnimateSampler", "SaveVideo", "PreviewImage", "SaveImage"})
+
+
+def estimate_size(node: Node, info: dict) -> tuple[float, float]:
+    """The node's size as the front end computes it from its sockets and widgets (``node.size`` wins)."""
+    if node.size is not None:
+        return node.size
+    slots = _input_slots(info, node.widgets)
+    sockets = sum(1 for s in slots if not s.widget)
+    widgets = sum(1 + _has_control(s) + _has_upload(s) for s in slots if s.widget)
+    multiline = sum(1 for s in slots if s.widget and s.type == "STRING" and s.options.get("multiline"))
+    rows = max(sockets, len(info.get("output", [])))
+    height = BODY_PAD + SOCKET_ROW * rows + (WIDGET_ROW * widgets + WIDGETS_PAD if widgets else 0)
+    width = GROW_WIDTH if node.class_type in GROWS_AFTER_RUN else NODE_WIDTH
+    title = node.title or info.get("display_name") or node.class_type
+    width = max(width, math.ceil(TITLE_CHAR * len(title) + TITLE_PAD))   # the whole title shows
+    return (float(width), float(height + MULTILINE_EXTRA * multiline))
+
+
+@dataclass
+class Placed:
+    pos: dict[int, tuple[float, float]]
+    size: dict[int, tuple[float, float]]
+    groups: list[dict]
+
+
+def bounds(placed: Placed) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` round every node (title bar included) and group."""
+    boxes = [(x, y - NODE_TITLE, x + placed.size[i][0], y + placed.size[i][1]) for i, (x, y) in placed.pos.items()]
+    boxes += [(g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+               g["bounding"][1] + g["bounding"][3]) for g in placed.groups]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def fit_view(placed: Placed) -> dict:
+    """The canvas's saved view (``extra.ds``): the whole graph centred in :data:`VIEW`, at most 100 %."""
+    x0, y0, x1, y1 = bounds(placed)
+    left, top, right, bottom = VIEW_INSETS
+    width, height = VIEW[0] - left - right, VIEW[1] - top - bottom
+    scale = min(1.0, width / (x1 - x0), height / (y1 - y0))
+    offset = [(left + (width - (x1 - x0) * scale) / 2) / scale - x0, (top + (height - (y1 - y0) * scale) / 2) / scale - y0]
+    return {"scale": round(scale, 4), "offset": [round(v, 1) for v in offset]}
+
+
+def place(workflow: Workflow, object_info: dict) -> Placed:
+    """Positions, sizes and groups of a workflow's nodes from its :class:`Layout` (or their own ``pos``).
+
+    Every node sits in exactly one column; a node in ``GROWS_AFTER_RUN`` must be the last of its column and
+    in the last band (it grows downwards after a run, into the free canvas below the graph).
+    """
+    by_id = {n.id: n for n in workflow.nodes}
+    sizes = {n.id: (n.size if isinstance(n, Note) else estimate_size(n, _node_info(object_info, n)))
+             for n in workflow.nodes}
+    if workflow.layout is None:
+        missing = [n.id for n in workflow.nodes if n.pos is None]
+        if missing:
+            raise ValueError(f"workflow '{workflow.name}': nodes {missing} have no pos and there is no layout")
+        return Placed({n.id: n.pos for n in workflow.nodes}, sizes, [])
+    laid = [i for band in workflow.layout.bands for stage in band for column in stage.columns for i in column]
+    repeated = sorted({i for i in laid if laid.count(i) > 1})
+    unknown, left_out = sorted(set(laid) - set(by_id)), sorted(set(by_id) - set(laid))
+    if repeated or unknown or left_out:
+        raise ValueError(f"workflow '{workflow.name}' layout: repeated {repeated}, unknown {unknown}, "
+                         f"not placed {left_out}")
+    pos, groups, y = {}, [], 0.0
+    last_band = len(workflow.layout.bands) - 1
+    for b, band in enumerate(workflow.layout.bands):
+        x, band_height = 0.0, 0.0
+        for stage in band:
+            inset = GROUP_PAD if stage.title else 0.0
+            top = y + (GROUP_TITLE + GROUP_PAD if stage.title else 0.0) + NODE_TITLE
+            cx, bottom = x + inset, top
+            for column in stage.columns:
+                cy, width = top, 0.0
+                for k, node_id in enumerate(column):
+                    node = by_id[node_id]
+                    if isinstance(node, Node) and node.class_type in GROWS_AFTER_RUN and (
+                            k != len(column) - 1 or b != last_band):
+                        raise ValueError(f"workflow '{workflow.name}' layout: node {node_id} ({node.class_type}) "
+                                         "grows after a run: put it last in a column of the last band")
+                    pos[node_id] = (cx, cy)
+                    w, h = sizes[node_id]
+                    width = max(width, w)
+                    cy += h + NODE_GAP + NODE_TITLE
+                for node_id in column:                        # a column's nodes share its width
+                    sizes[node_id] = (width, sizes[node_id][1]) if isinstance(by_id[node_id], Node) else \
+                        sizes[node_id]
+                bottom = max(bottom, cy - NODE_GAP - NODE_TITLE)
+                cx += width + COLUMN_GAP
+            right = cx - COLUMN_GAP + inset
+            if stage.title:
+                groups.append({"id": len(groups) + 1, "title": stage.title,
+                               "bounding": [x, y, right - x, bottom + GROUP_PAD - y], "color": stage.color,
+                               "font_size": GROUP_FONT, "flags": {}})
+            band_height = max(band_height, bottom + inset - y)
+            x = right + STAGE_GAP
+        y += band_height + STAGE_GAP
+    return Placed(pos, sizes, groups)
+
+
 # ---------------------------------------------------------------- the two formats
 def build_api(workflow: Workflow, object_info: dict) -> dict:
     """The API format: what the front end's graphToPrompt makes of the canvas."""
@@ -486,6 +638,7 @@ def build_ui(workflow: Workflow, object_info: dict) -> dict:
     if len(by_id) != len(workflow.nodes):
         raise ValueError(f"workflow '{workflow.name}': node ids repeat")
     order = _order(workflow)
+    placed = place(workflow, object_info)
     links, nodes, outputs_of = [], [], {}
     for node in workflow.nodes:       # link ids in the order of (target node, input) as listed
         if isinstance(node, Node):
@@ -500,7 +653,8 @@ def build_ui(workflow: Workflow, object_info: dict) -> dict:
 
     for node in workflow.nodes:
         if isinstance(node, Note):
-            nodes.append({"id": node.id, "type": "Note", "pos": list(node.pos), "size": list(node.size),
+            nodes.append({"id": node.id, "type": "Note", "pos": list(placed.pos[node.id]),
+                          "size": list(placed.size[node.id]),
                           "flags": {}, "order": order[node.id], "mode": 0, "inputs": [], "outputs": [],
                           "title": node.title, "properties": {}, "widgets_values": [node.text],
                           "color": "#432", "bgcolor": "#653"})
@@ -526,9 +680,8 @@ def build_ui(workflow: Workflow, object_info: dict) -> dict:
                 values.append("image")
         outputs = [{"name": name, "type": kind, "links": outputs_of.get((node.id, i), []), "slot_index": i}
                    for i, (kind, name) in enumerate(zip(info["output"], info.get("output_name", info["output"])))]
-        rows = len(sockets) + len(widgets) + (1 if not outputs else 0)
-        entry = {"id": node.id, "type": node.class_type, "pos": list(node.pos),
-                 "size": list(node.size or (320, 46 + 24 * max(rows, len(outputs)))), "flags": {},
+        entry = {"id": node.id, "type": node.class_type, "pos": list(placed.pos[node.id]),
+                 "size": list(placed.size[node.id]), "flags": {},
                  "order": order[node.id], "mode": 0, "inputs": inputs, "outputs": outputs}
         if node.title:
             entry["title"] = node.title
@@ -543,7 +696,7 @@ def build_ui(workflow: Workflow, object_info: dict) -> dict:
     links = [[lid, src, out, dst, slot_index[(dst, name)], kind] for lid, src, out, dst, name, kind in links]
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"poseanimate/workflows/{workflow.name}")), "revision": 0,
             "last_node_id": max(by_id), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [0, 0]}}, "version": 0.4}
+            "groups": placed.groups, "config": {}, "extra": {"ds": fit_view(placed)}, "version": 0.4}
 
 
 def dumps(data: dict) -> str:

@@ -81,6 +81,20 @@ CANVAS_STATS = """(nodeId) => {
 }"""
 
 
+# The notice the front end floats over the canvas when model files are missing (the suite's server has no DiT
+# files): hidden for the screenshots, which show the canvas a user with the files sees.
+HIDE_MISSING_MODEL_NOTICE = """() => {
+  const hidden = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.children.length || !/\\d+ errors? found/i.test(el.textContent)) continue;
+    let card = el;                                       // the notice's card: the text up to its button
+    while (card.parentElement && !/view details/i.test(card.textContent)) card = card.parentElement;
+    if (card.getBoundingClientRect().width < 800) { card.style.visibility = "hidden"; hidden.push(card.tagName); }
+  }
+  return hidden;
+}"""
+
+
 def _load_workflow(frontend, path: Path) -> dict:
     return frontend.js(LOAD, [json.loads(path.read_text()), path.stem])
 
@@ -160,8 +174,13 @@ def test_workflow_loads_and_makes_the_shipped_prompt(frontend, frontend_server, 
     assert sorted(map(tuple, got["links"])) == sorted(map(tuple, shipped_ui["links"]))
     assert not [m for m in frontend.errors() if "PoseAnimate" in m], frontend.errors()
 
-    assert frontend.js(FIT, 40) >= 0.5, "the workflow is too large to show legibly in one screen"
+    # The screenshot shows the view the workflow opens at (its saved fit, test_canvas_layout.py), where the
+    # front end draws text; the toast about the suite's missing model files is left out of the picture.
+    hidden = frontend.js(HIDE_MISSING_MODEL_NOTICE)
+    assert len(hidden) <= 2, hidden                                   # the notice only, never the page
     frontend.page.wait_for_timeout(300)
+    assert frontend.js("app.canvas.draw(true, true), app.canvas.low_quality") is False, \
+        f"{path.name} opens at a zoom where the front end draws no text"
     (DOCS / "workflows").mkdir(parents=True, exist_ok=True)
     frontend.page.screenshot(path=str(DOCS / "workflows" / f"{path.stem}.png"))
 
@@ -187,6 +206,8 @@ def test_pose_preview_plays_after_the_pose_workflow_runs(frontend, frontend_serv
     frames = str(pose_inputs.VIDEO_FRAMES)
     _wait(lambda: preview.get_attribute("data-frames") == frames, 30, "the preview's frames")
     assert frontend.page.locator('.poseanimate-pose-preview[data-node-id="5"]').is_visible()   # Render Poses too
+    frontend.js(FIT, 40)                                             # the players grew the nodes: all in view
+    frontend.page.wait_for_timeout(300)
 
     # It plays on its own ...
     first = preview.get_attribute("data-frame")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from poseanimate import host
+from poseanimate.errors import InputError
 from poseanimate.nodes import pose_preview
 from poseanimate.nodes.pose_extract_nodes import PoseAnimateExtractPoses, PoseAnimatePoseModelLoader
 from poseanimate.nodes.pose_preview import PREVIEW_KEY, downscale, frame_indices, person_payload, preview_ui
@@ -188,6 +189,15 @@ def test_render_entry_plays_the_drawn_frames(saved):
     (batch,) = saved
     np.testing.assert_array_equal(batch, downscale(np.round(images.numpy() * 255).astype(np.uint8), 256))
     assert batch.any()
+    assert payload["fps"] == 30.0                           # no video fps linked
+
+
+def test_render_preview_plays_at_the_linked_fps(saved):
+    poses = kp.to_pose_keypoint([kp.PoseFrame(_person(i)[None], 320, 240) for i in range(2)])
+    out = PoseAnimateRenderPoses().render_with_canvas_preview(poses=poses, fps=12.5, **RENDER)
+    assert out["ui"][PREVIEW_KEY][0]["fps"] == 12.5
+    with pytest.raises(InputError, match="fps"):
+        PoseAnimateRenderPoses().render_with_canvas_preview(poses=poses, fps=0.5, **RENDER)
 
 
 def test_retarget_entry_plays_the_retargeted_skeletons(saved):
