@@ -47,13 +47,14 @@ def clip_progress_text(step: int, steps: int, clip: int, clips: int) -> str:
 
 def animate(model, modules: AnimateModules, encode: Encode, decode: Decode, request: AnimateRequest | AnimateInputs,
             *, clip_progress: ClipProgressFn | None = None,
-            check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+            check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
     """The animated video for ``request``, IMAGE ``[N, H, W, 3]`` for ``N`` pose frames.
 
     The mode logic (reference fitting, face policy, replacement checks and
     background masking) is :func:`~.request.prepare_inputs`; pass
     ``request.prepare()`` instead of the request to run it before loading the
-    model. The scheduler is ``request.scheduler`` over ``request.steps`` (or
+    model. ``cache``: a step cache, reset for every clip (no residual crosses clips). The scheduler is
+    ``request.scheduler`` over ``request.steps`` (or
     ``request.step_list`` for ``lightx2v_distill``) with ``request.shift``.
     """
     inputs = request if isinstance(request, AnimateInputs) else prepare_inputs(request)
@@ -65,7 +66,7 @@ def animate(model, modules: AnimateModules, encode: Encode, decode: Decode, requ
                          person_mask=inputs.person_mask, refert_num=request.refert_num,
                          clip_len=request.clip_frames, pose_strength=request.pose_strength,
                          face_strength=request.face_strength, clip_progress=clip_progress,
-                         check_interrupt=check_interrupt)
+                         check_interrupt=check_interrupt, cache=cache)
 
 
 def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode, reference_image: torch.Tensor,
