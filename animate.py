@@ -48,7 +48,8 @@ from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_F
 from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
-from poseanimate.sampling.step_cache import CACHE_NAMES, make_step_cache  # noqa: E402
+from poseanimate.sampling.step_cache import CACHE_NAMES, check_cache_fits, make_step_cache  # noqa: E402
+from poseanimate.models.wan.speed import COMPILE_MODES, FP8_MATMUL_MODES, apply_speed_options  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 
 POSE_MODELS = ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")
@@ -81,6 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="0..1, higher is faster and less exact; 0 never caches (teacache 0.2, magcache 0.12)")
     p.add_argument("--cache-start", type=int, default=None, help="first step that may be cached (policy default)")
     p.add_argument("--cache-end", type=int, default=None, help="steps from this one on are computed")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                   help="torch.compile the DiT block: auto when a compiler works, else uncompiled; on: or stop")
+    p.add_argument("--fp8-matmul", choices=FP8_MATMUL_MODES, default="auto",
+                   help="fp8-scaled DiT files: fp8 matrix multiplication on GPUs of compute capability 8.9+ "
+                        "(auto), never (off), or forced (on)")
     p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
@@ -258,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             scheduler = make_scheduler(args.sampler, steps, args.shift, args.step_list)
             cache = make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)
+            check_cache_fits(cache, scheduler.steps, args.sampler)
+            print(f"DiT: {apply_speed_options(model, args.compile, args.fp8_matmul)}")
             latent = sample_video(model, cond, scheduler, args.cfg, args.seed,
                                   WindowSettings(args.window, args.overlap),
                                   progress=lambda done, total: print(f"  step {done}/{total}", flush=True),

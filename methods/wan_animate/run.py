@@ -39,6 +39,14 @@ ClipProgressFn = Callable[[int, int, int, int], None]
 per call)."""
 
 
+def renoise_seed(seed: int, clip: int, clips: int) -> int:
+    """The ``noise_seed`` of clip ``clip`` of ``clips``: the lcm samplers re-noise from ``noise_seed + 1``
+    (ComfyUI's convention), which with ``noise_seed = seed + clip`` would be the next clip's starting noise
+    (clip i draws it from ``seed + i``), so the two would be the same draw. Shifted by ``clips - 1``, every
+    re-noise stream starts past the last clip's seed; one clip keeps ComfyUI's ``seed + 1``."""
+    return seed + clips - 1 + clip
+
+
 def clip_progress_text(step: int, steps: int, clip: int, clips: int) -> str:
     """``"clip 2/3, step 12/20"`` (``"step 12/20"`` for one clip), for a node's progress text."""
     text = f"step {step}/{steps}"
@@ -108,7 +116,8 @@ def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode
         try:
             latent = sample_video(model, cond, scheduler, cfg_scale, seed + inputs.clip.index,
                                   progress=step_progress, check_interrupt=check_interrupt,
-                                  cache=cache)  # reset per clip: no residual crosses a clip
+                                  cache=cache,  # reset per clip: no residual crosses a clip
+                                  noise_seed=renoise_seed(seed, inputs.clip.index, len(plan)))
         finally:
             cond.clear_cache()
         frames = decode(drop_reference_frame(latent))
