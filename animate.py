@@ -49,6 +49,7 @@ from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_co
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
 from poseanimate.sampling.step_cache import CACHE_NAMES, check_cache_fits, make_step_cache  # noqa: E402
+from poseanimate.models.wan.block_streaming import enable_block_streaming  # noqa: E402
 from poseanimate.models.wan.speed import COMPILE_MODES, FP8_MATMUL_MODES, apply_speed_options  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 
@@ -87,6 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fp8-matmul", choices=FP8_MATMUL_MODES, default="auto",
                    help="fp8-scaled DiT files: fp8 matrix multiplication on GPUs of compute capability 8.9+ "
                         "(auto), never (off), or forced (on)")
+    p.add_argument("--device", default="auto", help="where the DiT runs: cpu, cuda, cuda:1 (auto: cuda when present)")
+    p.add_argument("--stream-blocks", action="store_true",
+                   help="keep the DiT's blocks in CPU memory and move each to the device just before it runs, "
+                        "the next one copied meanwhile (the 14B model at 480p in about 12 GB of GPU memory)")
     p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
@@ -217,6 +222,19 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise InputError("--fps", f"{args.fps} is not positive", "frames per second above 0")
 
 
+def compute_device(name: str) -> torch.device:
+    """``--device``: auto is CUDA when present; a device this torch cannot use is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError("--device", f"'{name}' is not a device", "cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"is {name} but this torch sees no CUDA device", "cpu or auto")
+    return device
+
+
 def check_sizes(frames: int, width: int, height: int) -> None:
     from poseanimate.memory_budget import check_frames
     check_frames(frames, "--frames")
@@ -245,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             models = Path(args.models)
             frames, width, height, steps = args.frames or 81, args.width or 480, args.height or 832, args.steps or 50
         check_sizes(frames, width, height)
+        device = compute_device(args.device)
         started = time.perf_counter()
         reference = read_image(args.reference) if args.reference else demo_reference(width, height)
         reference = fit_image(torch.from_numpy(np.ascontiguousarray(reference)), height, width, "--reference")
@@ -265,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             scheduler = make_scheduler(args.sampler, steps, args.shift, args.step_list)
             cache = make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)
             check_cache_fits(cache, scheduler.steps, args.sampler)
-            print(f"DiT: {apply_speed_options(model, args.compile, args.fp8_matmul)}")
+            if args.stream_blocks:
+                enable_block_streaming(model, device)
+            else:
+                model.to(device)
+            speed = apply_speed_options(model, args.compile, args.fp8_matmul, device)
+            print(f"DiT on {device}{', blocks streamed' if args.stream_blocks else ''}: {speed}")
             latent = sample_video(model, cond, scheduler, args.cfg, args.seed,
                                   WindowSettings(args.window, args.overlap),
                                   progress=lambda done, total: print(f"  step {done}/{total}", flush=True),

@@ -120,3 +120,17 @@ def test_cache_option_runs_and_reports(tmp_path, capsys):
 def test_bad_cache_threshold_is_refused_before_work(tmp_path, capsys, value):
     assert animate.main(["--out", str(tmp_path / "x.mp4"), "--cache", "teacache", f"--cache-threshold={value}"]) == 2
     assert "cache-threshold" in capsys.readouterr().err.replace("_", "-")
+
+
+def test_stream_blocks_gives_the_same_latent(tmp_path, capsys):
+    plain = run(tmp_path, "plain", "--seed", "3")[1]
+    streamed = run(tmp_path, "streamed", "--seed", "3", "--stream-blocks", "--fp8-matmul", "off")[1]
+    assert torch.equal(plain, streamed)
+    assert "DiT on cpu, blocks streamed: plain" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_device_without_cuda_is_refused(tmp_path, capsys):
+    assert animate.main(["--out", str(tmp_path / "x.mp4"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device: is cuda but this torch sees no CUDA device") and "\n" not in err.strip()
