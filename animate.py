@@ -48,7 +48,9 @@ from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.tiny_models.model_files import copy_tiny_pose_models, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
 from poseanimate.sampling.schedulers import make_scheduler  # noqa: E402
-from poseanimate.sampling.step_cache import make_step_cache  # noqa: E402
+from poseanimate.sampling.step_cache import check_cache_fits, make_step_cache  # noqa: E402
+from poseanimate.models.wan.block_streaming import enable_block_streaming  # noqa: E402
+from poseanimate.models.wan.speed import apply_speed_options  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
 from poseanimate.video.files import H264, atomic_output, write_mp4  # noqa: E402
 
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = None
     try:
         sizes = animate_args.check_args(args)  # every option, before anything is loaded
+        device = animate_args.compute_device(args.device)
         frames, width, height, steps = sizes.frames, sizes.width, sizes.height, sizes.steps
         if tiny:
             print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
@@ -204,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             scheduler = make_scheduler(args.sampler, steps, args.shift, args.step_list)
             cache = make_step_cache(args.cache, args.cache_threshold, args.cache_start, args.cache_end)
+            check_cache_fits(cache, scheduler.steps, args.sampler)
+            if args.stream_blocks:
+                enable_block_streaming(model, device)
+            else:
+                model.to(device)
+            speed = apply_speed_options(model, args.compile, args.fp8_matmul, device)
+            print(f"DiT on {device}{', blocks streamed' if args.stream_blocks else ''}: {speed}")
             latent = sample_video(model, cond, scheduler, args.cfg, args.seed,
                                   WindowSettings(args.window, args.overlap),
                                   progress=lambda done, total: print(f"  step {done}/{total}", flush=True),

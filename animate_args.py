@@ -8,6 +8,8 @@ the mode (tiny demo or real models) default to None here and are resolved by :fu
 from __future__ import annotations
 
 import argparse
+
+import torch
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from .memory_budget import MAX_FRAMES
 from .models.wan.latent_space import is_frame_count, nearest_frame_counts
 from .sampling.schedulers import SCHEDULER_NAMES, STEP_LIST_SCHEDULERS, make_scheduler
 from .sampling.step_cache import CACHE_NAMES, make_step_cache
+from .models.wan.speed import COMPILE_MODES, FP8_MATMUL_MODES
 from .tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE
 
 WAN_FPS = 16.0  # Wan 2.1's training frame rate: the output's rate when there is no driving video
@@ -86,6 +89,15 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                    "(default: the policy's)")
     p.add_argument("--cache-end", type=int, default=None, help="steps from this one on are computed, after "
                    "--cache-start (default: the policy's)")
+    p.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                   help="torch.compile the DiT block: auto when a compiler works, else uncompiled; on: or stop")
+    p.add_argument("--fp8-matmul", choices=FP8_MATMUL_MODES, default="auto",
+                   help="fp8-scaled DiT files: fp8 matrix multiplication on GPUs of compute capability 8.9+ "
+                        "(auto), never (off), or forced (on)")
+    p.add_argument("--device", default="auto", help="where the DiT runs: cpu, cuda, cuda:1 (auto: cuda when present)")
+    p.add_argument("--stream-blocks", action="store_true",
+                   help="keep the DiT's blocks in CPU memory and move each to the device just before it runs, "
+                        "the next one copied meanwhile (the 14B model at 480p in about 12 GB of GPU memory)")
     p.add_argument("--window", type=int, default=21, help="latent frames per window, 2 to 64 (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows, 0 to 32 "
                    "and below --window")
@@ -236,9 +248,23 @@ def check_inputs(args: argparse.Namespace) -> None:
                          "a file name ending in .safetensors")
 
 
+def compute_device(name: str) -> torch.device:
+    """``--device``: auto is CUDA when present; a device this torch cannot use is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError("--device", f"'{name}' is not a device", "cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"is {name} but this torch sees no CUDA device", "cpu or auto")
+    return device
+
+
 def check_args(args: argparse.Namespace) -> Sizes:
     """Every option, before anything is loaded; returns the resolved sizes."""
     check_numbers(args)
+    compute_device(args.device)
     sizes = resolve_sizes(args, tiny=args.models is None)
     check_sizes(sizes)
     check_model_files(args)

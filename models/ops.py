@@ -27,8 +27,13 @@ def cast_weight(module: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, to
 
 class CastLinear(nn.Linear):
     scale_weight: torch.Tensor | None = None
+    scale_input: torch.Tensor | None = None  # the activation scale of a scaled-fp8 file (fp8 matmul only)
+    fp8_matmul: bool = False  # set by models/fp8_matmul.py: multiply fp8 x fp8 with torch._scaled_mm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8_matmul and x.dtype != self.weight.dtype:
+            from .fp8_matmul import fp8_linear
+            return fp8_linear(x, self.weight, self.scale_weight, self.scale_input, self.bias)
         return F.linear(x, *cast_weight(self, x))
 
 

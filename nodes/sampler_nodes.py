@@ -18,7 +18,8 @@ from ..sampling.conditioning import MethodConditioning
 from ..models.lora import merge_loras
 from ..models.wan.latent_space import to_vae_space
 from ..sampling.schedulers import DEFAULT_STEP_LIST, SCHEDULER_NAMES, make_scheduler
-from ..sampling.step_cache import CACHE_NAMES, make_step_cache
+from ..models.wan.speed import COMPILE_MODES, FP8_MATMUL_MODES, apply_speed_options
+from ..sampling.step_cache import CACHE_NAMES, check_cache_fits, make_step_cache
 from ..sampling.video import WindowSettings, progress_text, sample_video, window_count
 from ..sampling.windows import WEIGHTINGS
 from .dit_loaders import DIT_TYPE, DiTHandle
@@ -52,7 +53,24 @@ CACHE_INPUTS = {
                   "tooltip": "Steps from this one on are always computed; -1: the policy's default (teacache "
                              "and magcache none, easycache the last 5%)."}),
 }
+SPEED_INPUTS = {
+    "compile": (list(COMPILE_MODES), {"default": "off",
+                "tooltip": "torch.compile the DiT block (one graph shared by all 40 blocks, dynamic shapes): "
+                           "faster forwards after a first compile; other steps, sizes, window lengths and LoRA "
+                           "strengths do not compile again. auto: compile when this torch can (triton on the "
+                           "GPU, a C compiler on the CPU), else run uncompiled; on: stop when it cannot."}),
+    "fp8_matmul": (list(FP8_MATMUL_MODES), {"default": "auto",
+                   "tooltip": "fp8-scaled DiT files: auto multiplies in fp8 (torch._scaled_mm) on GPUs with fp8 "
+                              "tensor cores (RTX 40xx, H100/H200, compute capability 8.9+) and upcasts to bf16 "
+                              "elsewhere; off always upcasts (exact to the file); on forces fp8 matmul. Inside "
+                              "ComfyUI 0.8+ the host's fp8 layers decide this themselves."}),
+}
 CATEGORY = "PoseAnimate/sampling"
+
+
+def prepare_speed(model: Any, compile: str, fp8_matmul: str) -> None:
+    """Compiled blocks and fp8 matmul on the model about to run (see models/wan/speed.py), logged."""
+    log.info("PoseAnimate DiT: %s", apply_speed_options(model, compile, fp8_matmul, host.compute_device()))
 
 
 @contextmanager
@@ -102,12 +120,13 @@ class PoseAnimateSampler:
             "blending": (list(WEIGHTINGS), {"default": "unianimate",
                          "tooltip": "How overlapping windows are mixed: unianimate (its own rule: uniform, "
                                     "first 2 frames private to each window), uniform, linear, pyramid, relative."}),
-        }, "optional": {"step_list": STEP_LIST_INPUT, **CACHE_INPUTS}}
+        }, "optional": {"step_list": STEP_LIST_INPUT, **CACHE_INPUTS, **SPEED_INPUTS}}
 
     def sample(self, dit: DiTHandle, conditioning: MethodConditioning, seed: int, steps: int, cfg: float,
                shift: float, scheduler: str, window_length: int, window_overlap: int,
                blending: str, step_list: str = DEFAULT_STEP_LIST, cache: str = "none",
-               cache_threshold: float = 0.2, cache_start: int = -1, cache_end: int = -1) -> tuple[dict]:
+               cache_threshold: float = 0.2, cache_start: int = -1, cache_end: int = -1, compile: str = "off",
+               fp8_matmul: str = "auto") -> tuple[dict]:
         if not isinstance(dit, DiTHandle):
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of a PoseAnimate DiT loader")
         if not isinstance(conditioning, MethodConditioning):
@@ -116,12 +135,14 @@ class PoseAnimateSampler:
         sampler = make_scheduler(scheduler, steps, shift, step_list)  # bad settings fail before loading
         step_cache = make_step_cache(cache, cache_threshold, None if cache_start < 0 else cache_start,
                                      None if cache_end < 0 else cache_end)
+        check_cache_fits(step_cache, sampler.steps, scheduler)
         windows = WindowSettings(window_length, window_overlap, blending)
         count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
         check_sampling_memory(dit, conditioning.geometry, window_length)
         progress = host.Progress(sampler.steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:
+                prepare_speed(model, compile, fp8_matmul)
                 latent = sample_video(model, conditioning, sampler, cfg, seed,
                                       windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0),

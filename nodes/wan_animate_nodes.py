@@ -8,6 +8,7 @@ samples *and* decodes and returns IMAGE frames.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +30,13 @@ from .dit_loaders import (COMPUTE_DTYPES, DIT_TYPE, DiTHandle, dit_handle, dit_o
                           with_lora)
 from ..pose.people import select_people
 from .pose_io import POSE_KEYPOINT, poses_in
-from .sampler_nodes import SCHEDULER_TOOLTIP, STEP_LIST_INPUT, running_dit
+from ..sampling.step_cache import check_cache_fits, make_step_cache
+from .sampler_nodes import CACHE_INPUTS, SCHEDULER_TOOLTIP, SPEED_INPUTS, STEP_LIST_INPUT, prepare_speed, running_dit
 from .video_inputs import VAE_INPUT, check_video_size, prompt_inputs, video_frames
 from ..models.checkpoint import file_kind
 from .model_lists import model_choices
+
+log = logging.getLogger(__name__)
 
 ANIMATE_TYPE = "POSEANIMATE_WAN_ANIMATE"
 CATEGORY = "PoseAnimate/Wan2.2-Animate"
@@ -198,6 +202,7 @@ class PoseAnimateWanAnimate:
                                                       "blacked out with person_mask)."}),
             "person_mask": ("MASK", {"tooltip": "Replacement mode: 1 on the person to replace, per frame (a "
                                                 "segmenter's, or Pose Mask)."}),
+            **CACHE_INPUTS, **SPEED_INPUTS,
         }}
 
     def animate(self, dit: DiTHandle, animate: AnimateHandle, vae: Any, positive: Any, negative: Any,
@@ -207,7 +212,9 @@ class PoseAnimateWanAnimate:
                 face_strength: float, no_face_frames: str, step_list: str = DEFAULT_STEP_LIST,
                 face_video: torch.Tensor | None = None,
                 face_poses: Any = None, background_video: torch.Tensor | None = None,
-                person_mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+                person_mask: torch.Tensor | None = None, cache: str = "none", cache_threshold: float = 0.2,
+                cache_start: int = -1, cache_end: int = -1, compile: str = "off",
+                fp8_matmul: str = "auto") -> tuple[torch.Tensor]:
         if not isinstance(animate, AnimateHandle):
             raise InputError("animate", f"is a {type(animate).__name__}",
                              "the second output of Load Wan2.2-Animate (PoseAnimate)")
@@ -228,12 +235,18 @@ class PoseAnimateWanAnimate:
             face_strength=face_strength)
         _check_memory(dit, vae, poses, clip_frames, background_video is not None)
         inputs = request.prepare()  # the mode logic: bad inputs stop here, before the DiT loads
+        step_cache = make_step_cache(cache, cache_threshold, None if cache_start < 0 else cache_start,
+                                     None if cache_end < 0 else cache_end)
+        check_cache_fits(step_cache, request.make_scheduler().steps, scheduler)
         bar = host.Progress(request.total_steps())
         encoder = video_vae(vae)
         try:
             with running_dit(dit) as model:
+                prepare_speed(model, compile, fp8_matmul)
                 images = run_animate(model, animate.modules, encoder.encode, encoder.decode, inputs,
-                                     clip_progress=lambda *at: _report(bar, *at))
+                                     clip_progress=lambda *at: _report(bar, *at), cache=step_cache)
+                if step_cache is not None:
+                    log.info("PoseAnimate %s", step_cache.report())
         finally:
             host.free_memory()
         return (images,)

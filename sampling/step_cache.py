@@ -199,6 +199,10 @@ class StepCache:
                in_bounds: bool) -> bool:
         return False
 
+    def cacheable_steps(self, steps: int) -> list[int]:
+        """The steps of a ``steps``-step run this policy may cache (step 0 never: it has no residual yet)."""
+        return [step for step in range(1, steps) if self.in_bounds(step, steps)]
+
     def after_compute(self, state: _State, tokens: torch.Tensor, out: torch.Tensor) -> None:
         pass
 
@@ -284,6 +288,11 @@ class MagCache(StepCache):
         first_call = int(2 * steps * self.retention_ratio)
         return math.ceil((first_call - (0 if positive else 1)) / 2)
 
+    def cacheable_steps(self, steps: int) -> list[int]:
+        start = self.start if self._explicit_start else self.first_step(True, steps)
+        end = self.end if self.end is not None else steps
+        return [step for step in range(max(1, start), min(end, steps))]
+
     def decide(self, state, stack, tokens, step, steps, in_bounds) -> bool:
         positive = _positive(self._key)
         steps = steps if steps is not None else max(step + 1, 1)
@@ -355,6 +364,17 @@ class EasyCache(StepCache):
 
 def _positive(key: Hashable) -> bool:
     return bool(key[0]) if isinstance(key, tuple) and key else True
+
+
+def check_cache_fits(cache: StepCache | None, steps: int, scheduler: str = "") -> None:
+    """Refuse a cache that can skip no step of this run (a 4-step distilled schedule with TeaCache's default
+    start at step 5, say): it would cost its bookkeeping and save nothing, which a user would not notice."""
+    if cache is None or cache.threshold == 0.0 or cache.cacheable_steps(int(steps)):
+        return
+    run = f"{steps}-step {scheduler} run".replace("  ", " ")
+    raise InputError("cache", f"{cache.name} can cache no step of this {run}: step 0 is always computed and "
+                     "its bounds (cache_start / cache_end, or the policy's defaults) leave no other",
+                     "a cache_start below the step count, more steps, or cache none")
 
 
 def make_step_cache(name: str, threshold: float | None = None, start: int | None = None,

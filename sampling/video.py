@@ -89,7 +89,8 @@ def progress_text(step: int, steps: int, window: int, windows: int) -> str:
 def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, cfg_scale: float, seed: int,
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
-                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
+                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
+                 noise_seed: int | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -109,8 +110,12 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     here, so no residual crosses calls (Wan2.2-Animate clips), and told the guidance branch, the window and
     the step before every forward, so each branch and window keeps its own state; its counts add up over
     calls (``cache.report()``).
+
+    ``noise_seed`` seeds the re-noising of the ``lcm_*`` samplers (default: ``seed``, whose generator starts
+    at ``seed + 1`` as ComfyUI's does); chained runs pass one that no other run's ``seed`` equals.
     """
     check_interrupt = interrupt_check(check_interrupt)
+    noise_seed = seed if noise_seed is None else noise_seed
     if progress is None and window_progress is not None:
         progress = _no_progress
     geometry = conditioning.geometry
@@ -138,7 +143,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
             _begin(cache, branch, None)
             return denoiser(x, timestep, branch.resolve(None))
         return sample(guidance.bind(run), noise, scheduler, progress=step_progress,
-                      check_interrupt=check_interrupt, callback=callback, noise_seed=seed)
+                      check_interrupt=check_interrupt, callback=callback, noise_seed=noise_seed)
 
     generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     state = add_private_frames(noise, plan, windows.weighting, generator=generator)
@@ -150,7 +155,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
 
     out = sample(windowed_velocity(denoiser, guidance, plan, windows.weighting, check_interrupt, on_window, cache),
                  state, scheduler, progress=progress,
-                 check_interrupt=check_interrupt, noise_seed=seed,
+                 check_interrupt=check_interrupt, noise_seed=noise_seed,
                  callback=None if callback is None else (lambda i, x, x0: callback(i, real_frames(x, plan),
                                                                                    real_frames(x0, plan))))
     return real_frames(out, plan)

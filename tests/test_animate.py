@@ -186,3 +186,17 @@ def test_the_prebuilt_tiny_pose_models_are_what_the_builders_make(tmp_path):
     built = pose_models.write_demo_files(tmp_path)
     for kind, path in built.items():
         assert onnx.load(path) == onnx.load(str(pose_models.DEMO_FOLDER / f"{kind}.onnx")), kind
+
+
+def test_stream_blocks_gives_the_same_latent(tmp_path, capsys):
+    plain = run(tmp_path, "plain", "--seed", "3")[1]
+    streamed = run(tmp_path, "streamed", "--seed", "3", "--stream-blocks", "--fp8-matmul", "off")[1]
+    assert torch.equal(plain, streamed)
+    assert "DiT on cpu, blocks streamed: plain" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_device_without_cuda_is_refused(tmp_path, capsys):
+    assert animate.main(["--out", str(tmp_path / "x.mp4"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device: is cuda but this torch sees no CUDA device") and "\n" not in err.strip()

@@ -39,6 +39,14 @@ ClipProgressFn = Callable[[int, int, int, int], None]
 per call)."""
 
 
+def renoise_seed(seed: int, clip: int, clips: int) -> int:
+    """The ``noise_seed`` of clip ``clip`` of ``clips``: the lcm samplers re-noise from ``noise_seed + 1``
+    (ComfyUI's convention), which with ``noise_seed = seed + clip`` would be the next clip's starting noise
+    (clip i draws it from ``seed + i``), so the two would be the same draw. Shifted by ``clips - 1``, every
+    re-noise stream starts past the last clip's seed; one clip keeps ComfyUI's ``seed + 1``."""
+    return seed + clips - 1 + clip
+
+
 def clip_progress_text(step: int, steps: int, clip: int, clips: int) -> str:
     """``"clip 2/3, step 12/20"`` (``"step 12/20"`` for one clip), for a node's progress text."""
     text = f"step {step}/{steps}"
@@ -47,13 +55,14 @@ def clip_progress_text(step: int, steps: int, clip: int, clips: int) -> str:
 
 def animate(model, modules: AnimateModules, encode: Encode, decode: Decode, request: AnimateRequest | AnimateInputs,
             *, clip_progress: ClipProgressFn | None = None,
-            check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
+            check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
     """The animated video for ``request``, IMAGE ``[N, H, W, 3]`` for ``N`` pose frames.
 
     The mode logic (reference fitting, face policy, replacement checks and
     background masking) is :func:`~.request.prepare_inputs`; pass
     ``request.prepare()`` instead of the request to run it before loading the
-    model. The scheduler is ``request.scheduler`` over ``request.steps`` (or
+    model. ``cache``: a step cache, reset for every clip (no residual crosses clips). The scheduler is
+    ``request.scheduler`` over ``request.steps`` (or
     ``request.step_list`` for ``lightx2v_distill``) with ``request.shift``.
     """
     inputs = request if isinstance(request, AnimateInputs) else prepare_inputs(request)
@@ -65,7 +74,7 @@ def animate(model, modules: AnimateModules, encode: Encode, decode: Decode, requ
                          person_mask=inputs.person_mask, refert_num=request.refert_num,
                          clip_len=request.clip_frames, pose_strength=request.pose_strength,
                          face_strength=request.face_strength, clip_progress=clip_progress,
-                         check_interrupt=check_interrupt)
+                         check_interrupt=check_interrupt, cache=cache)
 
 
 def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode, reference_image: torch.Tensor,
@@ -107,7 +116,8 @@ def animate_video(model, modules: AnimateModules, encode: Encode, decode: Decode
         try:
             latent = sample_video(model, cond, scheduler, cfg_scale, seed + inputs.clip.index,
                                   progress=step_progress, check_interrupt=check_interrupt,
-                                  cache=cache)  # reset per clip: no residual crosses a clip
+                                  cache=cache,  # reset per clip: no residual crosses a clip
+                                  noise_seed=renoise_seed(seed, inputs.clip.index, len(plan)))
         finally:
             cond.clear_cache()
         frames = decode(drop_reference_frame(latent))

@@ -215,7 +215,8 @@ def attach_scales(model: nn.Module, kept: Mapping[str, Mapping[str, torch.Tensor
     for module_name, scales in kept.items():
         module = model.get_submodule(module_name)
         for name, value in scales.items():
-            if name == "scale_weight" or name in module._parameters or name in module._buffers:
+            if name == "scale_weight" or name in module._parameters or name in module._buffers or \
+                    hasattr(type(module), name):  # the pack's CastLinear keeps scale_input for fp8 matmul
                 set_module_tensor(module, name, value)
     for module in model.modules():
         for name in SCALE_NAMES:

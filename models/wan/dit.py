@@ -23,7 +23,9 @@ text and image context, adapters and ``on_block``); the runner turns the
 stack's input tokens into its output tokens; the forward drops the extra
 tokens and applies the head. :func:`plain_blocks` (the default) runs every
 block in order. A step cache returns ``tokens + cached residual`` instead;
-streaming or sharded runners call :meth:`BlockStack.run_block` their own way.
+sharded runners call :meth:`BlockStack.run_block` their own way. Block streaming
+(``block_streaming.py``) sits under every runner: the stack then indexes a
+sequence that moves each block to the device as it is asked for.
 Accelerators and parallelism live behind this hook, never inside the blocks.
 """
 from __future__ import annotations
@@ -161,6 +163,7 @@ class WanDiT(nn.Module):
         self.compute_dtype = _default_compute_dtype(dtype)
         self.attention = Attention()
         self.block_runner: BlockRunner = plain_blocks
+        self.block_streamer = None  # a block_streaming.BlockStreamer: blocks moved to the device one at a time
         ops, dim = operations, config.dim
         self.patch_embedding = ops.Conv3d(config.in_dim, dim, kernel_size=config.patch_size,
                                           stride=config.patch_size, device=device, dtype=dtype)
@@ -183,6 +186,10 @@ class WanDiT(nn.Module):
     def set_block_runner(self, runner: BlockRunner | None = None) -> None:
         """How every later forward runs the block stack (see :data:`BlockRunner`); None: :func:`plain_blocks`."""
         self.block_runner = runner if runner is not None else plain_blocks
+
+    def set_block_streaming(self, streamer=None) -> None:
+        """Stream the blocks through ``streamer`` (see ``block_streaming.py``) in every later forward; None: off."""
+        self.block_streamer = streamer
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, clip_fea: torch.Tensor | None = None,
@@ -220,9 +227,15 @@ class WanDiT(nn.Module):
         time = self._time_modulation(t, extras, n_video, tokens.device)
         text = self._embed_text(context.to(tokens.device)).expand(batch, -1, -1)
         image = self.img_emb(clip_fea.to(tokens.device, cdt)) if clip_fea is not None else None
-        stack = BlockStack(self.blocks, time, rope, text, image, self.attention, cdt, grid, n_video,
+        streamer = self.block_streamer
+        blocks = self.blocks if streamer is None else streamer.sequence()
+        stack = BlockStack(blocks, time, rope, text, image, self.attention, cdt, grid, n_video,
                            ext.block_adapters, on_block)
-        tokens = (runner if runner is not None else self.block_runner)(stack, tokens)
+        try:
+            tokens = (runner if runner is not None else self.block_runner)(stack, tokens)
+        finally:
+            if streamer is not None:
+                streamer.finish()
         out = self.head(tokens[:, :n_video], time.select(n_video), cdt)
         return self.unpatchify(out, grid)
 

@@ -140,11 +140,13 @@ class WanBlock(nn.Module):
                 context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype) -> torch.Tensor:
         """``x``: float32 ``[B, L, dim]`` residual stream; returns the same."""
         e = time.rows(self.modulation)  # 0,1,2: shift, scale, gate of self-attn; 3,4,5: of the ffn
-        y = self.self_attn((self.norm1(x) * (1 + e(1)) + e(0)).to(cdt), rope, attend)
-        x = x + y.float() * e(2)
-        x = x + self.cross_attn(self.norm3(x.to(cdt)), context, context_img, attend).float()
-        y = self.ffn((self.norm2(x) * (1 + e(4)) + e(3)).to(cdt))
-        return x + y.float() * e(5)
+        # addcmul: the float32 modulation and residual updates in one kernel each, the layers' bf16 outputs
+        # promoted inside it (exact) instead of materialised as float32 copies
+        y = self.self_attn(torch.addcmul(e(0), self.norm1(x), 1 + e(1)).to(cdt), rope, attend)
+        x = torch.addcmul(x, y, e(2))
+        x = torch.add(x, self.cross_attn(self.norm3(x.to(cdt)), context, context_img, attend))
+        y = self.ffn(torch.addcmul(e(3), self.norm2(x), 1 + e(4)).to(cdt))
+        return torch.addcmul(x, y, e(5))
 
 
 class Head(nn.Module):

@@ -117,9 +117,8 @@ def apply_rope(x: torch.Tensor, rotation: RopeRotation) -> torch.Tensor:
         raise ValueError(f"rope: x {tuple(x.shape)} does not match a rotation for {rotation.tokens} tokens "
                          f"of head_dim {2 * rotation.cos.shape[-1]}")
     work = torch.promote_types(x.dtype, torch.float32)
-    pairs = x.to(work).unflatten(-1, (-1, 2))
-    real, imag = pairs[..., 0], pairs[..., 1]
-    cos = rotation.cos.to(work)[None, :, None, :]
-    sin = rotation.sin.to(work)[None, :, None, :]
-    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    # one complex multiply (x_re + i x_im)(cos + i sin): the same products as the real form, in one kernel
+    # instead of six temporaries (a measurable share of a bf16 forward on the CPU)
+    pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())
+    turn = torch.complex(rotation.cos.to(work), rotation.sin.to(work))[None, :, None, :]
+    return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
