@@ -1,8 +1,7 @@
 """The main job: animate a reference image with the motion of a driving video (UniAnimate-DiT on Wan 2.1).
 
     python animate.py                                   # tiny random-weight models, a made-up dancer
-    python animate.py --models ComfyUI/models --reference me.png --driving dance.mp4 \\
-                      --embeddings prompt_embeddings.safetensors
+    python animate.py --models ComfyUI/models --reference me.png --driving dance.mp4 --prompt "a woman dancing"
 
 The chain of the shipped UniAnimate workflow, without ComfyUI: driving poses
 (extracted from ``--driving`` with the DWPose ONNX models, or the built-in
@@ -15,10 +14,12 @@ VAE decode -> an .mp4 in ``output/``.
 names (README, "Model files"). Without it, tiny random-weight files are
 written under those names into a temporary folder and the real loaders run
 on them; the output then has the right length and size, not a picture, and
-the job says so. ``--embeddings``: a .safetensors with ``context`` (umT5
+the job says so. ``--prompt`` is encoded with the umT5 file in
+``text_encoders/`` and the reference with ``clip_vision_h`` (both as ComfyUI
+keeps them); ``--embeddings`` instead: a .safetensors with ``context`` (umT5
 [1, L, 4096]), optional ``negative_context`` and ``clip_fea`` (CLIP ViT-H
-penultimate tokens [1, 257, 1280] of the reference), e.g. saved from
-ComfyUI's encoders; random stand-ins in tiny mode.
+penultimate tokens [1, 257, 1280] of the reference; encoded from the
+reference when missing); random stand-ins in tiny mode without either.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ from poseanimate.methods.images import fit_image  # noqa: E402
 from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
+from poseanimate.models.prompt_encoding import encode_prompts, encode_reference  # noqa: E402
+from poseanimate.tiny_models.encoders import write_tiny_encoder_files  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
@@ -63,7 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vae", default=VAE_FILE, help="file in <models>/vae")
     p.add_argument("--reference", help="the character image (default: a made-up figure)")
     p.add_argument("--driving", help="the driving video (default: a made-up dancer)")
-    p.add_argument("--embeddings", help=".safetensors with context / negative_context / clip_fea")
+    p.add_argument("--prompt", help="what the video shows, encoded with umT5 (text_encoders/ in --models)")
+    p.add_argument("--negative-prompt", help="what to avoid (default: Wan2.1's I2V negative prompt)")
+    p.add_argument("--text-encoder", help="umT5 file in <models>/text_encoders (default: found by name/header)")
+    p.add_argument("--clip-vision", help="CLIP ViT-H file in <models>/clip_vision (default: found by name/header)")
+    p.add_argument("--embeddings", help=".safetensors with context / negative_context / clip_fea (instead of "
+                   "--prompt)")
     p.add_argument("--frames", type=int, help="video frames, 4k+1 (default 81; tiny mode 9)")
     p.add_argument("--width", type=int, help="multiple of 16 (default 480; tiny mode 48)")
     p.add_argument("--height", type=int, help="multiple of 16 (default 832; tiny mode 80)")
@@ -163,8 +171,8 @@ def embeddings(path: str | None, config, tiny: bool, seed: int):
             raise InputError(f"--embeddings '{path}'", "has no 'context' tensor", "umT5 embeddings under 'context'")
         return t["context"].float(), t.get("negative_context", torch.zeros(1, 1, config.text_dim)), t.get("clip_fea")
     if not tiny:
-        raise InputError("--embeddings", "is missing", "the prompt's umT5 embeddings (and CLIP features) saved as "
-                         "a .safetensors; only the tiny demo runs without them")
+        raise InputError("--prompt", "is missing", "a prompt (encoded with the umT5 file in text_encoders/), or "
+                         "--embeddings with saved umT5 embeddings; only the tiny demo runs without either")
     g = torch.Generator().manual_seed(seed + 1)
     clip = torch.randn(1, 257, config.image_embed_dim, generator=g) if config.has_image_branch else None
     return torch.randn(1, 12, config.text_dim, generator=g), torch.zeros(1, 1, config.text_dim), clip
@@ -234,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(the real code runs end to end, but the video is noise, not an animation).")
             models = Path(workdir.name)
             write_tiny_model_files(models)
+            write_tiny_encoder_files(models)
             frames, width, height, steps = args.frames or 9, args.width or 48, args.height or 80, args.steps or 3
         else:
             models = Path(args.models)
@@ -249,7 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         vae = load_wan_vae(models / "vae" / args.vae)
         print(f"DiT {info.config.num_layers} blocks, dim {info.config.dim}; UniAnimate LoRA "
               f"{len(weights.lora.updates)} weights; VAE dim {vae.config.dim}")
-        context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
+        if args.prompt is not None and not args.embeddings:
+            context, negative, clip = encode_prompts(
+                models, args.prompt, args.negative_prompt, reference[None] if info.config.has_image_branch else None,
+                text_encoder=args.text_encoder, clip_vision=args.clip_vision).as_tuple()
+        else:
+            context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
+            if clip is None and info.config.has_image_branch and args.embeddings:  # the I2V DiT needs clip_fea
+                clip = encode_reference(models, reference[None], clip_vision=args.clip_vision)
         vae_input = torch.full((frames, height, width, 3), GRAY)
         vae_input[0] = reference
         cond = build_unianimate_conditioning(weights.encoders, encode_images(vae, vae_input), ref_pose, poses,
