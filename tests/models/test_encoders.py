@@ -156,3 +156,89 @@ def test_tokenizer_travels_in_the_umt5_file(parity, tmp_path):
     _, tokenizer = load_umt5(path)
     assert tokenizer.model_proto == TINY_SPIECE.read_bytes()
     assert tokenizer("a woman dancing") == UMT5Tokenizer(TINY_SPIECE.read_bytes())("a woman dancing")
+
+
+# ---------------------------------------------------------------------------------------------- full-size layouts
+def test_full_size_umt5_layout_from_comfy_names():
+    """umt5_xxl's real sizes (umt5_config_xxl.json) under Comfy-Org's names: the config read back, every
+    tensor where the encoder expects it (built on meta: no memory)."""
+    from poseanimate.models.checkpoint.convert import check_tensors
+    from poseanimate.models.checkpoint.fp8 import expected_shapes
+    from poseanimate.models.checkpoint.umt5 import infer_umt5_config, official_umt5_key
+    from poseanimate.models.text.umt5 import UMT5Config, UMT5Encoder
+    from poseanimate.tiny_models.encoders import comfy_umt5_names
+
+    real = UMT5Config()
+    official = expected_shapes(UMT5Encoder(real, device="meta"))
+    comfy = comfy_umt5_names({k: torch.empty(s, device="meta") for k, s in official.items()})
+    assert comfy["shared.weight"].shape == (256384, 4096)
+    assert comfy["encoder.block.23.layer.1.DenseReluDense.wi_0.weight"].shape == (10240, 4096)
+    assert comfy["encoder.block.5.layer.0.SelfAttention.relative_attention_bias.weight"].shape == (32, 64)
+    back = {official_umt5_key(k): tuple(v.shape) for k, v in comfy.items()}
+    assert infer_umt5_config(back, "x") == real
+    check_tensors(back, official, "x", "umT5", "")
+
+
+def test_full_size_clip_vision_h_layout_from_hf_names():
+    """ViT-H/14's real sizes (comfy/clip_vision_config_h.json) under Hugging Face names: 257 tokens x 1280,
+    16 heads, 32 layers; the penultimate output needs 31 of them."""
+    from poseanimate.models.checkpoint.clip_vision import infer_clip_config, official_clip_tensors
+    from poseanimate.models.clip_vision import ClipVisionConfig
+
+    dim, layers = 1280, 32
+    official = {"patch_embedding.weight": (dim, 3, 14, 14), "cls_embedding": (1, 1, dim),
+                "pos_embedding": (1, 257, dim), "pre_norm.weight": (dim,), "pre_norm.bias": (dim,),
+                "post_norm.weight": (dim,), "post_norm.bias": (dim,), "head": (dim, 1024)}
+    for i in range(layers):
+        for name, shape in {"norm1.weight": (dim,), "norm1.bias": (dim,), "norm2.weight": (dim,),
+                            "norm2.bias": (dim,), "attn.to_qkv.weight": (3 * dim, dim), "attn.to_qkv.bias": (3 * dim,),
+                            "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,), "mlp.0.weight": (5120, dim),
+                            "mlp.0.bias": (5120,), "mlp.2.weight": (dim, 5120), "mlp.2.bias": (dim,)}.items():
+            official[f"transformer.{i}.{name}"] = shape
+    hf = hf_clip_names({k: torch.empty(s, device="meta") for k, s in official.items()})
+    assert "vision_model.encoder.layers.30.layer_norm1.weight" in hf  # what ComfyUI picks the H config by
+    _, shapes = official_clip_tensors({k: (lambda: None) for k in hf}, {k: tuple(v.shape) for k, v in hf.items()},
+                                      {})
+    assert infer_clip_config(shapes, "x") == ClipVisionConfig()
+    assert ClipVisionConfig().tokens == 257
+
+
+def test_umt5_second_generation_fp8_file(parity, tmp_path):
+    """ComfyUI 0.8+'s scaled fp8 names (``weight_scale`` and a ``comfy_quant`` entry per layer)."""
+    from poseanimate.models.checkpoint.fp8 import layer_format_entry
+
+    tensors, _ = parity
+    sd = group(tensors, "t5/sd/")
+    first = tmp_path / "first.safetensors"
+    save_umt5_file(sd, first, fp8_scaled=True)
+    with safe_open(str(first), "pt") as f:
+        old = {k: f.get_tensor(k) for k in f.keys()}
+    new = {}
+    for key, value in old.items():
+        if key.endswith(".scale_weight"):
+            module = key[:-len(".scale_weight")]
+            new[f"{module}.weight_scale"] = value
+            new[f"{module}.comfy_quant"] = layer_format_entry(torch.float8_e4m3fn)
+        elif key != "scaled_fp8":
+            new[key] = value
+    second = tmp_path / "second.safetensors"
+    save_file(new, str(second))
+    ids = tensors["t5/ids"][0][:12].tolist()
+    a, b = (encode_ids(load_umt5(p)[0], ids) for p in (first, second))
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_missing_sentencepiece_is_one_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sentencepiece(name, *args, **kwargs):
+        if name == "sentencepiece":
+            raise ImportError("No module named 'sentencepiece'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sentencepiece)
+    tokenizer = UMT5Tokenizer(TINY_SPIECE.read_bytes())  # loading needs no sentencepiece
+    with pytest.raises(InputError, match="sentencepiece.*is not installed.*pip install sentencepiece"):
+        tokenizer("hello")
