@@ -253,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         reference = fit_image(torch.from_numpy(np.ascontiguousarray(reference)), height, width, "--reference")
         poses, ref_pose = driving_and_reference_poses(args, models, reference.numpy(), frames, width, height)
 
+        encoded = None  # the encoders run (and are freed) before the DiT loads: the two never share the memory
+        if args.prompt is not None and not args.embeddings:
+            encoded = encode_prompts(models, args.prompt, args.negative_prompt, reference[None],
+                                     text_encoder=args.text_encoder, clip_vision=args.clip_vision)
         model, info = load_wan_dit(models / "diffusion_models" / args.dit)
         weights = load_unianimate(models / "loras" / args.unianimate, model)
         vae = load_wan_vae(models / "vae" / args.vae)
         print(f"DiT {info.config.num_layers} blocks, dim {info.config.dim}; UniAnimate LoRA "
               f"{len(weights.lora.updates)} weights; VAE dim {vae.config.dim}")
-        if args.prompt is not None and not args.embeddings:
-            context, negative, clip = encode_prompts(
-                models, args.prompt, args.negative_prompt, reference[None] if info.config.has_image_branch else None,
-                text_encoder=args.text_encoder, clip_vision=args.clip_vision).as_tuple()
+        if encoded is not None:
+            context, negative, clip = encoded.as_tuple()
         else:
             context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
             if clip is None and info.config.has_image_branch and args.embeddings:  # the I2V DiT needs clip_fea
