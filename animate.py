@@ -1,8 +1,7 @@
 """The main job: animate a reference image with the motion of a driving video (UniAnimate-DiT on Wan 2.1).
 
     python animate.py                                   # tiny random-weight models, a made-up dancer
-    python animate.py --models ComfyUI/models --reference me.png --driving dance.mp4 \\
-                      --embeddings prompt_embeddings.safetensors
+    python animate.py --models ComfyUI/models --reference me.png --driving dance.mp4 --prompt "a woman dancing"
 
 The chain of the shipped UniAnimate workflow, without ComfyUI: driving poses
 (extracted from ``--driving`` with the DWPose ONNX models, in tiny mode the
@@ -15,11 +14,13 @@ VAE decode -> an H.264 .mp4 in ``output/`` at the driving video's frame rate.
 names (README, "Model files"). Without it, tiny random-weight files are
 written under those names into a temporary folder and the real loaders run
 on them; the output then has the right length and size, not a picture, and
-the job says so. ``--embeddings``: a .safetensors with ``context`` (umT5
+the job says so. ``--prompt`` is encoded with the umT5 file in
+``text_encoders/`` and the reference with ``clip_vision_h`` (both as ComfyUI
+keeps them); ``--embeddings`` instead: a .safetensors with ``context`` (umT5
 [1, L, 4096]), optional ``negative_context`` and ``clip_fea`` (CLIP ViT-H
-penultimate tokens [1, 257, 1280] of the reference), e.g. saved from
-ComfyUI's encoders; random stand-ins in tiny mode. Every option is checked
-(animate_args.py) before anything is loaded.
+penultimate tokens [1, 257, 1280] of the reference; encoded from the
+reference when missing); random stand-ins in tiny mode without either.
+Every option is checked (animate_args.py) before anything is loaded.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from poseanimate.methods.images import fit_image  # noqa: E402
 from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate  # noqa: E402
 from poseanimate.models.checkpoint import load_wan_dit  # noqa: E402
 from poseanimate.models.checkpoint.wan_vae import load_wan_vae  # noqa: E402
+from poseanimate.models.prompt_encoding import encode_prompts, encode_reference  # noqa: E402
+from poseanimate.tiny_models.encoders import write_tiny_encoder_files  # noqa: E402
 from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.tiny_models.model_files import copy_tiny_pose_models, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
@@ -136,8 +139,8 @@ def embeddings(path: str | None, config, tiny: bool, seed: int):
             raise InputError(f"--embeddings '{path}'", "has no 'context' tensor", "umT5 embeddings under 'context'")
         return t["context"].float(), t.get("negative_context", torch.zeros(1, 1, config.text_dim)), t.get("clip_fea")
     if not tiny:
-        raise InputError("--embeddings", "is missing", "the prompt's umT5 embeddings (and CLIP features) saved as "
-                         "a .safetensors; only the tiny demo runs without them")
+        raise InputError("--prompt", "is missing", "a prompt (encoded with the umT5 file in text_encoders/), or "
+                         "--embeddings with saved umT5 embeddings; only the tiny demo runs without either")
     g = torch.Generator().manual_seed(seed + 1)
     clip = torch.randn(1, 257, config.image_embed_dim, generator=g) if config.has_image_branch else None
     return torch.randn(1, 12, config.text_dim, generator=g), torch.zeros(1, 1, config.text_dim), clip
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-")
             models = Path(workdir.name)
             write_tiny_model_files(models)
+            write_tiny_encoder_files(models)
             if args.driving:
                 copy_tiny_pose_models(models)
         else:
@@ -193,12 +197,21 @@ def main(argv: list[str] | None = None) -> int:
         poses, ref_pose = driving_and_reference_poses(driving_video, models, reference.numpy(), frames, width,
                                                       height)
 
+        encoded = None  # the encoders run (and are freed) before the DiT loads: the two never share the memory
+        if args.prompt is not None and not args.embeddings:
+            encoded = encode_prompts(models, args.prompt, args.negative_prompt, reference[None],
+                                     text_encoder=args.text_encoder, clip_vision=args.clip_vision)
         model, info = load_wan_dit(models / "diffusion_models" / args.dit)
         weights = load_unianimate(models / "loras" / args.unianimate, model)
         vae = load_wan_vae(models / "vae" / args.vae)
         print(f"DiT {info.config.num_layers} blocks, dim {info.config.dim}; UniAnimate LoRA "
               f"{len(weights.lora.updates)} weights; VAE dim {vae.config.dim}")
-        context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
+        if encoded is not None:
+            context, negative, clip = encoded.as_tuple()
+        else:
+            context, negative, clip = embeddings(args.embeddings, info.config, tiny, args.seed)
+            if clip is None and info.config.has_image_branch and args.embeddings:  # the I2V DiT needs clip_fea
+                clip = encode_reference(models, reference[None], clip_vision=args.clip_vision)
         vae_input = torch.full((frames, height, width, 3), GRAY)
         vae_input[0] = reference
         cond = build_unianimate_conditioning(weights.encoders, encode_images(vae, vae_input), ref_pose, poses,

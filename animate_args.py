@@ -65,6 +65,11 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     p.add_argument("--embeddings", help=".safetensors with 'context' (umT5 [1, L, 4096]), optional "
                    "'negative_context' and 'clip_fea' (CLIP ViT-H [1, 257, 1280]); needed with --models "
                    "(default: none; tiny mode: random stand-ins)")
+    p.add_argument("--prompt", help="what the video shows, encoded with umT5 (text_encoders/ in --models; "
+                   "default: none)")
+    p.add_argument("--negative-prompt", help="what to avoid (default: Wan2.1's I2V negative prompt)")
+    p.add_argument("--text-encoder", help="umT5 file in <models>/text_encoders (default: found by name/header)")
+    p.add_argument("--clip-vision", help="CLIP ViT-H file in <models>/clip_vision (default: found by name/header)")
     p.add_argument("--frames", type=int, help="video frames, 4k+1, 1 to %d (%s)" % (MAX_FRAMES, mode % (
         REAL_DEFAULTS["frames"], TINY_DEFAULTS["frames"])))
     for side in ("width", "height"):
@@ -215,11 +220,12 @@ def check_model_files(args: argparse.Namespace) -> None:
 
 def check_embeddings(args: argparse.Namespace) -> None:
     """--embeddings, where given, is a readable .safetensors with a 'context' tensor (header only); with
-    --models it is required."""
+    --models, it or --prompt is required."""
     if args.embeddings is None:
-        if args.models is not None:
-            raise InputError("--embeddings", "is missing", "the prompt's umT5 embeddings (and CLIP features) "
-                             "saved as a .safetensors; only the tiny demo runs without them")
+        if args.models is not None and args.prompt is None:
+            raise InputError("--prompt", "is missing", "a --prompt (encoded with the umT5 file in "
+                             "text_encoders/) or --embeddings (a .safetensors of umT5 embeddings); only the tiny "
+                             "demo runs without either")
         return
     path = _existing_file("--embeddings", args.embeddings, "a .safetensors file with a 'context' tensor",
                           (".safetensors",))

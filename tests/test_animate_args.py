@@ -79,7 +79,7 @@ BAD = [  # (arguments, words the one line must hold)
     (["--embeddings", "{t}/corrupt.safetensors"], ["--embeddings", "not a readable safetensors file"]),
     (["--embeddings", "{t}/nocontext.safetensors"], ["--embeddings", "no 'context' tensor"]),
     (["--models", "{t}/nowhere"], ["--models", "is not a folder"]),
-    (["--models", "{t}/models"], ["--embeddings", "is missing"]),
+    (["--models", "{t}/models"], ["--prompt", "is missing"]),
     ([*REAL, "--dit", "missing.safetensors"], ["--dit", "not found in diffusion_models/"]),
     ([*REAL, "--vae", "../loras/" + animate.animate_args.UNIANIMATE_FILE], ["--vae", "outside vae/"]),
     ([*REAL, "--frames", "0"], ["--frames", "1 to 10001"]),

@@ -1,0 +1,1 @@
+"""The prompt side: umT5-XXL (Wan's text encoder) and its sentencepiece tokenizer."""
