@@ -10,7 +10,9 @@ RealisDance, Wan-Animate) never fork this file; they fill a
 * ``extra_tokens``: tokens appended after the video, with RoPE at their own
   (frame, h, w) positions, taking part in self-attention and dropped before
   the head;
-* ``block_adapters``: callables run after chosen blocks, ``x = f(x, ctx)``.
+* ``block_adapters``: callables run after chosen blocks, ``x = f(x, ctx)``;
+* ``block_forward``: how each block runs, for a method with a second token stream feeding the
+  self-attention (Animate-2's pose branch): ``f(index, block, tokens, stack)``.
 
 ``forward(..., on_block=...)`` is called before each block, so a sampler can
 check for interruption every block.
@@ -80,6 +82,9 @@ class AdapterContext:
 
 
 BlockAdapter = Callable[[torch.Tensor, AdapterContext], torch.Tensor]
+BlockForward = Callable[[int, nn.Module, torch.Tensor, "BlockStack"], torch.Tensor]
+"""``f(index, block, tokens, stack) -> tokens``: how one block runs, for a method whose blocks read a second
+token stream (Animate-2's pose branch); it calls ``block(..., self_attention=...)`` with the stack's pieces."""
 
 
 @dataclass
@@ -89,6 +94,7 @@ class DiTExtensions:
     added_tokens: list[torch.Tensor] = field(default_factory=list)
     extra_tokens: list[ExtraTokens] = field(default_factory=list)
     block_adapters: dict[int, list[BlockAdapter]] = field(default_factory=dict)
+    block_forward: BlockForward | None = None  # replaces each block's plain call (one per forward)
 
 
 @dataclass
@@ -112,6 +118,7 @@ class BlockStack:
     n_video: int
     adapters: dict[int, list[BlockAdapter]]
     on_block: Callable[[int], None] | None = None
+    block_forward: BlockForward | None = None
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -119,8 +126,11 @@ class BlockStack:
     def run_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
         if self.on_block is not None:
             self.on_block(index)
-        tokens = self.blocks[index](tokens, self.time, self.rope, self.text, self.image, self.attention,
-                                    self.compute_dtype)
+        if self.block_forward is not None:
+            tokens = self.block_forward(index, self.blocks[index], tokens, self)
+        else:
+            tokens = self.blocks[index](tokens, self.time, self.rope, self.text, self.image, self.attention,
+                                        self.compute_dtype)
         for adapter in self.adapters.get(index, ()):
             tokens = adapter(tokens, AdapterContext(index, self.grid, self.n_video, self.compute_dtype))
         return tokens
@@ -220,7 +230,7 @@ class WanDiT(nn.Module):
         text = self._embed_text(context.to(tokens.device)).expand(batch, -1, -1)
         image = self.img_emb(clip_fea.to(tokens.device, cdt)) if clip_fea is not None else None
         stack = BlockStack(self.blocks, time, rope, text, image, self.attention, cdt, grid, n_video,
-                           ext.block_adapters, on_block)
+                           ext.block_adapters, on_block, ext.block_forward)
         tokens = (runner if runner is not None else self.block_runner)(stack, tokens)
         out = self.head(tokens[:, :n_video], time.select(n_video), cdt)
         return self.unpatchify(out, grid)
