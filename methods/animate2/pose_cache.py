@@ -8,7 +8,7 @@ norm, a modulation and two linear layers, about a tenth of the block.
 Storage precisions and their error, per stored value ``x`` (then K/V are re-projected from the stored input):
 
 * ``float32``: exact; a cached step equals an uncached one bit for bit (tested);
-* ``bfloat16``: round to nearest with an 8-bit significand: ``|x' - x| <= 2**-9 |x|`` (0.2 %);
+* ``bfloat16``: round to nearest with an 8-bit significand: ``|x' - x| <= 2**-8 |x|`` (0.4 %);
 * ``int8``: symmetric per token: ``s = max|x_token| / 127``, ``x' = s * round(x / s)``, so
   ``|x' - x| <= s / 2 = max|x_token| / 254`` (0.4 % of the token's largest value).
 
