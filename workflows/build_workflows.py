@@ -394,7 +394,8 @@ def _animate2(name: str, variant: str) -> Workflow:
     frames = (18, 0)
     if variant == "long":
         nodes.append(Node(21, "PoseAnimateColorMatch", (2340, 860), links={"images": (18, 0), "reference_image": (4, 0)},
-                          widgets={"strength": 0.5}))
+                          widgets={"strength": 0.5, "segments": "animate_clips", "clip_frames": 81,
+                                   "refert_num": "1"}))  # Animate-2's chunks are Wan2.2-Animate's clips, refert 1
         frames = (21, 0)
     extra = {"raw": "", "long": ANIMATE2_LONG, "distilled": ANIMATE2_DISTILLED}[variant]
     mode = {"raw": "animation from the raw video", "long": "long video", "distilled": "distilled, fast"}[variant]

@@ -22,6 +22,8 @@ def tiny_animate2(name: str, **sets) -> dict:
     wf["17"]["inputs"].update(weight_dtype="fp32", compute_dtype="fp32")
     wf["16"]["inputs"].update(dtype="fp32")
     wf["18"]["inputs"].update(steps=2, chunk_frames=5)
+    if "21" in wf:  # Color Match follows the chunks
+        wf["21"]["inputs"].update(clip_frames=5)
     return mw.apply_sets(wf, sets)
 
 
