@@ -75,6 +75,7 @@ class Animate2Conditioning:
     pose_clip_fea: torch.Tensor | None
     pose_strength: float = 1.0
     reference_strength: float = 1.0
+    frame1_log_scale: float = 0.0
     window: PoseWindow = field(default_factory=PoseWindow)
     cache: PoseBranchCache | None = None
     cache_key: object = "chunk"
@@ -98,7 +99,8 @@ class Animate2Conditioning:
                              "a CFG scale of 1 (the distilled model's), or a negative prompt")
         else:
             context = self.negative_context
-        stream = PoseStream(self.model, self.pose_inputs(step, steps), self.reference_strength)
+        stream = PoseStream(self.model, self.pose_inputs(step, steps), self.reference_strength,
+                            self.frame1_log_scale)
         return WanCond(context, self.clip_fea, self.y, DiTExtensions(block_forward=stream))
 
     def clear_cache(self) -> None:
@@ -110,13 +112,14 @@ def build_animate2_conditioning(model: WanDiT, y: torch.Tensor, pose_latents: to
                                 negative_context: torch.Tensor | None = None, clip_fea: torch.Tensor | None = None,
                                 pose_context: torch.Tensor | None = None, pose_clip_fea: torch.Tensor | None = None,
                                 pose_strength: float = 1.0, reference_strength: float = 1.0,
-                                window: PoseWindow | None = None,
-                                cache: PoseBranchCache | None = None) -> Animate2Conditioning:
+                                window: PoseWindow | None = None, cache: PoseBranchCache | None = None,
+                                frame1_log_scale: float = 0.0) -> Animate2Conditioning:
     """Check one chunk's inputs and build :class:`Animate2Conditioning`. Latents are model space, batch 1.
 
     ``y`` ``[1, 20, 1 + T, h, w]`` (the reference slot, then the chunk's image condition);
     ``pose_latents`` ``[1, 16, T, h, w]``: the driving video's VAE latents; ``pose_context`` /
-    ``pose_clip_fea`` default to ``context`` / ``clip_fea``.
+    ``pose_clip_fea`` default to ``context`` / ``clip_fea``. ``frame1_log_scale``: added to the attention
+    scores of the first video frame's keys (the official distilled configuration: -1.3; otherwise 0).
     """
     if y.dim() != 5 or y.shape[0] != 1 or y.shape[1] != Y_CHANNELS or y.shape[2] < 2:
         raise InputError("image condition (y)", f"has shape {list(y.shape)}",
@@ -132,10 +135,15 @@ def build_animate2_conditioning(model: WanDiT, y: torch.Tensor, pose_latents: to
     for name, value in (("pose strength", pose_strength), ("reference strength", reference_strength)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
             raise InputError(name, f"{value!r} is not a number of 0 or more", "a strength such as 1.0")
+    if isinstance(frame1_log_scale, bool) or not isinstance(frame1_log_scale, (int, float)) or \
+            not -20.0 <= frame1_log_scale <= 20.0:
+        raise InputError("frame 1 log scale", f"{frame1_log_scale!r} is not a number from -20 to 20",
+                         "0 (the base model) or -1.3 (the distilled model's configuration)")
     geometry = VideoGeometry(frames=frames + 1, height=int(y.shape[3]), width=int(y.shape[4]))
     return Animate2Conditioning(
         geometry=geometry, model=model, context=context, negative_context=negative_context, clip_fea=clip_fea,
         y=y.float(), pose_latents=pose_latents.float(),
         pose_context=context if pose_context is None else pose_context,
         pose_clip_fea=clip_fea if pose_clip_fea is None else pose_clip_fea, pose_strength=float(pose_strength),
-        reference_strength=float(reference_strength), window=window or PoseWindow(), cache=cache)
+        reference_strength=float(reference_strength), frame1_log_scale=float(frame1_log_scale),
+        window=window or PoseWindow(), cache=cache)

@@ -72,6 +72,7 @@ def animate2_video(model, encode: Encode, decode: Decode, reference_image: torch
                    pose_clip_fea: torch.Tensor | None = None, chunk_len: int = ANIMATE2_CHUNK_LEN,
                    pose_strength: float = 1.0, reference_strength: float = 1.0, window: PoseWindow | None = None,
                    cache_storage: str | None = "float32", cache_device: torch.device | str = "cpu",
+                   frame1_log_scale: float = 0.0,
                    progress: Callable[[int, int], None] | None = None,
                    check_interrupt: Callable[[], None] | None = None) -> torch.Tensor:
     """The animated video, IMAGE ``[N, H, W, 3]`` for ``N`` driving frames (the reference at their size).
@@ -91,7 +92,7 @@ def animate2_video(model, encode: Encode, decode: Decode, reference_image: torch
         cache = None if cache_storage is None else PoseBranchCache(cache_storage, cache_device)
         cond = build_animate2_conditioning(model, y, encode(inputs.pose_frames), context, negative_context, clip_fea,
                                            pose_context, pose_clip_fea, pose_strength, reference_strength, window,
-                                           cache)
+                                           cache, frame1_log_scale)
         done_before = inputs.clip.index * scheduler.steps
         step_progress = None if progress is None else (lambda done, _steps, before=done_before:
                                                        progress(before + done, total_steps))

@@ -10,7 +10,10 @@ What the model does (ComfyUI's ``WanAnimate2Model``, the official ``WanAnimate2T
 * in each block, generation frame ``j >= 1`` attends to every generation token *plus* the pose branch's
   keys and values of pose frame ``j - 1`` (post-RoPE K, V scaled by the pose strength); frame 0 is the
   reference image's slot: it attends to the generation tokens only, and its values are scaled by the
-  reference strength for every query. The caller drops frame 0 from the output.
+  reference strength for every query. The caller drops frame 0 from the output;
+* the official configuration of the distilled model adds ``log_scale`` (-1.3) to every query's scores of
+  generation frame 1's keys (the first video frame, the continued one in later chunks): ``frame1_log_scale``
+  here (0 for the base model, and in ComfyUI, which does not have it).
 
 Everything else (modulation, cross-attention, FFN, head) is the plain Wan block: :class:`PoseStream` is a
 ``DiTExtensions.block_forward`` that calls each block with a replaced self-attention, so the block-run hook
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ...models.wan.dit import BlockStack, ExtensionError, WanDiT
 from ...models.wan.layers import TimeModulation, WanBlock
@@ -60,10 +64,12 @@ class PoseStream:
     """The Animate-2 ``block_forward`` of one forward (``pose`` None: the pose window excludes this step,
     and only the reference strength acts). State flows block to block and restarts at block 0."""
 
-    def __init__(self, model: WanDiT, pose: PoseInputs | None, reference_strength: float = 1.0):
+    def __init__(self, model: WanDiT, pose: PoseInputs | None, reference_strength: float = 1.0,
+                 frame1_log_scale: float = 0.0):
         self.model = model
         self.pose = pose
         self.reference_strength = float(reference_strength)
+        self.frame1_log_scale = float(frame1_log_scale)
         self._state: _PoseState | None = None
 
     # ---------------------------------------------------------------- block forward
@@ -84,7 +90,7 @@ class PoseStream:
             if self.reference_strength != 1.0:
                 v = v.clone()
                 v[:, :hw] *= self.reference_strength
-            out = framewise_attention(q, k, v, k_pose, v_pose, f, hw, stack.attention)
+            out = framewise_attention(q, k, v, k_pose, v_pose, f, hw, stack.attention, self.frame1_log_scale)
             return block.self_attn.o(out.flatten(2))
 
         return block(tokens, stack.time, stack.rope, stack.text, stack.image, stack.attention, stack.compute_dtype,
@@ -167,13 +173,17 @@ class _PoseState:
 
 
 def framewise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_pose: torch.Tensor | None,
-                        v_pose: torch.Tensor | None, frames: int, hw: int, attend) -> torch.Tensor:
+                        v_pose: torch.Tensor | None, frames: int, hw: int, attend,
+                        frame1_log_scale: float = 0.0) -> torch.Tensor:
     """Frame 0's queries attend to ``k, v``; frame ``j >= 1``'s to ``k, v`` plus pose frame ``j - 1``.
 
     ``[B, L, heads, head_dim]`` tensors, ``L = frames * hw``; the pose ones hold ``(frames - 1) * hw``
     tokens. Without pose K/V it is plain attention. One key buffer serves every frame: only its pose tail
-    is rewritten.
+    is rewritten. ``frame1_log_scale`` is added to the scores of frame 1's keys (torch SDPA with an additive
+    key bias, whatever the chosen backend: the others take no bias).
     """
+    if frame1_log_scale != 0.0 and frames >= 2:
+        attend = _key_bias_attention(hw, 2 * hw, frame1_log_scale)
     if k_pose is None:
         return attend(q, k, v)
     length = k.shape[1]
@@ -187,3 +197,14 @@ def framewise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_pos
             values[:, length:] = v_pose[:, (j - 1) * hw:j * hw]
         out[:, j * hw:(j + 1) * hw] = attend(q[:, j * hw:(j + 1) * hw], keys, values)
     return out
+
+
+def _key_bias_attention(start: int, stop: int, value: float):
+    """Attention ``[B, L, heads, head_dim]`` with ``value`` added to the scores of keys ``start .. stop - 1``."""
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        bias = torch.zeros(k.shape[1], dtype=q.dtype, device=q.device)
+        bias[start:stop] = value
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=bias[None, None, None, :])
+        return out.transpose(1, 2)
+    return attend
