@@ -116,6 +116,10 @@ class PoseAnimateAnimate2:
                                       "token's largest value; none recomputes it every step."}),
             "cache_device": (["cpu", "gpu"], {"default": "cpu",
                              "tooltip": "Where the cache lives: cpu (RAM, the safe choice) or gpu."}),
+            "frame1_log_scale": ("FLOAT", {"default": 0.0, "min": -5.0, "max": 5.0, "step": 0.1,
+                                 "tooltip": "Added to the attention scores of the first video frame (the continued "
+                                            "frame in later chunks): -1.3 is the distilled model's official "
+                                            "setting, 0 the base model's (ComfyUI has no such setting)."}),
         }, "optional": {
             "step_list": STEP_LIST_INPUT,
             "positive_pose": ("CONDITIONING", {"tooltip": "Prompt of the driving video's branch (its motion, not "
@@ -127,7 +131,8 @@ class PoseAnimateAnimate2:
     def animate(self, dit: DiTHandle, vae: Any, positive: Any, negative: Any, clip_vision_output: Any,
                 reference_image: torch.Tensor, driving_video: torch.Tensor, chunk_frames: int, seed: int, steps: int,
                 cfg: float, shift: float, scheduler: str, pose_strength: float, pose_start: float, pose_end: float,
-                reference_strength: float, pose_cache: str, cache_device: str, step_list: str = DEFAULT_STEP_LIST,
+                reference_strength: float, pose_cache: str, cache_device: str, frame1_log_scale: float = 0.0,
+                step_list: str = DEFAULT_STEP_LIST,
                 positive_pose: Any = None, clip_vision_output_pose: Any = None) -> tuple[torch.Tensor]:
         if not isinstance(dit, DiTHandle):
             raise InputError("dit", f"is a {type(dit).__name__}", "the output of Load Wan2.2-Animate-2 (PoseAnimate)")
@@ -156,7 +161,7 @@ class PoseAnimateAnimate2:
                     model, encoder.encode, encoder.decode, reference, video, context, negative_context, clip_fea,
                     sched, cfg, seed, pose_context=pose_context, pose_clip_fea=pose_clip, chunk_len=chunk_frames,
                     pose_strength=pose_strength, reference_strength=reference_strength, window=window,
-                    cache_storage=storage, cache_device=device,
+                    cache_storage=storage, cache_device=device, frame1_log_scale=frame1_log_scale,
                     progress=lambda done, _total: bar.update(done - bar.current))
         finally:
             host.free_memory()

@@ -15,7 +15,7 @@ from poseanimate.tiny_models.model_files import (ANIMATE2_DISTILLED_FILE, ANIMAT
 
 H, W = 16, 32
 RUN = dict(chunk_frames=5, seed=5, steps=2, cfg=1.0, shift=5.0, scheduler="euler", pose_strength=0.8, pose_start=0.0,
-           pose_end=0.5, reference_strength=1.1, pose_cache="float32", cache_device="cpu")
+           pose_end=0.5, reference_strength=1.1, pose_cache="float32", cache_device="cpu", frame1_log_scale=-1.3)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_pose_prompt_clip_and_reference_reach_the_core(loaded, monkeypatch, capl
                                       clip_vision_output_pose=clip * 2, **RUN)
     assert torch.equal(seen["pose_context"], text * 0.5) and torch.equal(seen["pose_clip_fea"], clip * 2)
     assert (seen["pose_strength"], seen["reference_strength"], seen["cache_storage"]) == (0.8, 1.1, "float32")
-    assert seen["window"].end == 0.5
+    assert seen["window"].end == 0.5 and seen["frame1_log_scale"] == -1.3
     assert seen["reference"].shape == (1, H, W, 3)
     assert "reference_image: 24x24 centre-cropped to 24x12 and resized to the driving video's 32x16" in caplog.text
 
