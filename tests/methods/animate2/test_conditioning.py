@@ -109,3 +109,16 @@ def test_int8_cache_stays_close(model):
         outs.append(sample_video(model, cond, scheduler, 1.0, seed=1))
     rel = ((outs[0] - outs[1]).abs().max() / outs[0].abs().max()).item()
     assert 0 < rel < 1e-2
+
+
+def test_step_caches_run_the_pose_stream_through_the_block_runner(model):
+    """The pose stream lives in BlockStack.run_block, so a step cache runs it like any block: at threshold 0
+    (never skip) it equals the plain run; at a high threshold it skips whole forwards and still runs."""
+    from poseanimate.sampling.step_cache import make_step_cache
+    scheduler = make_scheduler("euler", 4, 5.0)
+    runs = []
+    for cache in (None, make_step_cache("easycache", 0.0, start=1), make_step_cache("easycache", 1.0, start=1)):
+        cond = build_animate2_conditioning(model, pose_strength=0.8, **inputs())
+        runs.append(sample_video(model, cond, scheduler, 1.0, seed=2, cache=cache))
+    assert torch.equal(runs[0], runs[1])
+    assert torch.isfinite(runs[2]).all() and not torch.equal(runs[0], runs[2])
