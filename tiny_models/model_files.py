@@ -3,7 +3,7 @@
 For the end-to-end tests (with and without ComfyUI) and for trying the
 workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
 LoRA + pose encoders, RealisDance-DiT's transformer, Wan2.2-Animate with its
-relighting LoRA, and the Wan 2.1 VAE, written in the formats users
+relighting LoRA, Wan2.2-Animate-2 (and its distilled variant), and the Wan 2.1 VAE, written in the formats users
 download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
 each under the name the README's model table gives. The videos they make
 are noise; every code path they take is the real one.
@@ -23,6 +23,9 @@ UNIANIMATE_FILE = "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
 VAE_FILE = "wan_2.1_vae.safetensors"
 REALISDANCE_FILE = "realisdance_dit_14B_bf16.safetensors"  # a single-file repack of the released transformer
 ANIMATE_FILE = "wan2.2_animate_14B_bf16.safetensors"
+ANIMATE2_FILE = "wan_animate_2_bf16.safetensors"  # the official name (the distilled one adds _distillation)
+ANIMATE2_DISTILLED_FILE = "wan_animate_2_bf16_distillation.safetensors"
+ANIMATE2_COMFY_METADATA = {"config": '{"transformer": {"model_type": "animate2"}}'}  # what ComfyUI detects
 RELIGHT_FILE = "WanAnimate_relight_lora_fp16.safetensors"
 LORA_RANK = 4
 
@@ -133,7 +136,9 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
     root = Path(models_dir)
     paths = {"dit": root / "diffusion_models" / DIT_FILE, "unianimate": root / "loras" / UNIANIMATE_FILE,
              "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE,
-             "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE}
+             "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE,
+             "animate2": root / "diffusion_models" / ANIMATE2_FILE,
+             "animate2_distilled": root / "diffusion_models" / ANIMATE2_DISTILLED_FILE}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     widths = {"text_dim": text_dim, "clip_dim": clip_dim}
@@ -143,6 +148,9 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
                            prefix=False, dtype=torch.bfloat16, num_heads=2)
     save_comfy_single_file({**dit_state, **animate_modules_state_dict(seed=seed + 4)}, paths["animate"],
                            dtype=torch.bfloat16, num_heads=2)
+    for key in ("animate2", "animate2_distilled"):  # Animate-2 is the plain I2V layout: its own weights, same shapes
+        save_comfy_single_file(tiny_wan_state_dict("i2v", seed=seed + 6, **widths), paths[key], prefix=False,
+                               dtype=torch.bfloat16, num_heads=2)
     save_file({k: v.to(torch.float16).contiguous() for k, v in relight_lora_state_dict(seed=seed + 5).items()},
               str(paths["relight"]))
     torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])

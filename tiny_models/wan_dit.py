@@ -149,17 +149,18 @@ def quantize_scaled_fp8(state: Mapping[str, torch.Tensor], fp8: torch.dtype = to
 
 def save_comfy_single_file(state: Mapping[str, torch.Tensor], path: str | Path, prefix: bool | str = True,
                            dtype: torch.dtype | None = None, scaled_fp8: torch.dtype | None = None,
-                           num_heads: int | None = None, fp8_generation: str = "scaled_fp8") -> Path:
+                           num_heads: int | None = None, fp8_generation: str = "scaled_fp8",
+                           metadata: dict[str, str] | None = None) -> Path:
     """Write ``state`` (official keys) as one .safetensors file like Comfy-Org's repackaged ones.
 
     ``prefix``: True adds ``model.diffusion_model.``, a string adds that, False none.
     ``dtype``: convert every tensor; ``scaled_fp8``: write ComfyUI's scaled fp8
     instead, in the repack generation ``fp8_generation`` (see
-    :func:`quantize_scaled_fp8`). ``num_heads`` goes to the metadata.
+    :func:`quantize_scaled_fp8`). ``num_heads`` goes to the metadata, with ``metadata``'s entries.
     """
     from safetensors.torch import save_file
 
-    metadata = {"num_heads": str(num_heads)} if num_heads else {}
+    metadata = {**({"num_heads": str(num_heads)} if num_heads else {}), **(metadata or {})}
     head = COMFY_PREFIX if prefix is True else (prefix or "")
     if scaled_fp8 is not None:
         tensors = quantize_scaled_fp8(state, scaled_fp8, dtype or torch.bfloat16, fp8_generation)[0]

@@ -376,6 +376,75 @@ WORKFLOWS += [
     _wan_animate("wan_animate_replacement", replacement=True),
 ]
 
+ANIMATE2_NOTE = """Wan2.2-Animate-2 ({mode}) (PoseAnimate)
+
+Model files (ComfyUI/models/<folder>/):
+- diffusion_models/{dit}   Wan2.2-Animate-2 14B (or a Comfy-Org repack, bf16 or fp8 scaled)
+- vae/wan_2.1_vae.safetensors                               Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/vae)
+- text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors      Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/text_encoders)
+- clip_vision/clip_vision_h.safetensors                     Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/clip_vision)
+
+The driving video goes in as it is (no pose extraction): the model reads body, hands and face from its own VAE
+latents. For retargeting to the character's proportions or a clean background, feed Render Poses output
+instead (see the README). The driving video sets the length and size (scaled to 480x832 here); the character
+is centre-cropped to it. Chunks of 81 frames continue each other's last frame.{extra}"""
+
+ANIMATE2_LONG = """
+Long video: the whole driving video, chunk after chunk (memory of one chunk); the pose cache in int8 keeps
+RAM low (within 1/254 of each token's largest value); Color Match pulls the chunks' colours to the character."""
+
+ANIMATE2_DISTILLED = """
+Distilled: 10 steps, guidance 1.0 (no CFG), frame1_log_scale -1.3 (the official distillation setting)."""
+
+
+def _animate2(name: str, variant: str) -> Workflow:
+    """Wan2.2-Animate-2 from the raw driving video: 'raw' (one run), 'long' (whole video, int8 cache, Color
+    Match) or 'distilled' (the distilled file, 10 steps, no CFG)."""
+    size = {"width": 480, "height": 832}
+    dit = "wan_animate_2_bf16_distillation.safetensors" if variant == "distilled" else "wan_animate_2_bf16.safetensors"
+    settings = {"seed": 42}
+    if variant == "distilled":
+        settings.update(steps=10, cfg=1.0, frame1_log_scale=-1.3)  # the official distillation config's log_scale
+    if variant == "long":
+        settings.update(pose_cache="int8")
+    nodes: list = [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+             widgets={"upscale_method": "lanczos", **size, "crop": "center"}, title="Scale character"),
+        Node(5, "ImageScale", (400, 260), links={"image": (2, 0)},
+             widgets={"upscale_method": "lanczos", **size, "crop": "center"}, title="Scale driving video"),
+        *_encoders(11, "a person dancing, detailed face and hands, static background", NEGATIVE_PROMPT, (4, 0)),
+        Node(16, "PoseAnimateVAELoader", (1540, 1020), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(17, "PoseAnimateAnimate2Loader", (1920, 80), widgets={"dit_name": dit}),
+        Node(18, "PoseAnimateAnimate2", (2340, 80), links={
+            "dit": (17, 0), "vae": (16, 0), "positive": (12, 0), "negative": (13, 0), "clip_vision_output": (15, 0),
+            "reference_image": (4, 0), "driving_video": (5, 0)}, widgets=settings, size=(380, 720)),
+    ]
+    frames = (18, 0)
+    if variant == "long":
+        nodes.append(Node(21, "PoseAnimateColorMatch", (2340, 860), links={"images": (18, 0), "reference_image": (4, 0)},
+                          widgets={"strength": 0.5, "segments": "animate_clips", "clip_frames": 81,
+                                   "refert_num": "1"}))  # Animate-2's chunks are Wan2.2-Animate's clips, refert 1
+        frames = (21, 0)
+    extra = {"raw": "", "long": ANIMATE2_LONG, "distilled": ANIMATE2_DISTILLED}[variant]
+    mode = {"raw": "animation from the raw video", "long": "long video", "distilled": "distilled, fast"}[variant]
+    nodes += [
+        Node(19, "CreateVideo", (2760, 80), links={"images": frames, "fps": (2, 2)}),
+        Node(20, "SaveVideo", (2760, 240), links={"video": (19, 0)}, widgets={"filename_prefix": f"poseanimate/{name}"},
+             size=(340, 440)),
+        Note(24, (40, 1300), ANIMATE2_NOTE.format(mode=mode, dit=dit.ljust(50), extra=extra), size=(700, 380)),
+    ]
+    return Workflow(name, sorted(nodes, key=lambda n: n.id))
+
+
+WORKFLOWS += [
+    _animate2("animate2", "raw"),
+    _animate2("animate2_long_video", "long"),
+    _animate2("animate2_distilled", "distilled"),
+]
+
 # ---------------------------------------------------------------- object_info: what the front end makes of a node
 @dataclass
 class Slot:

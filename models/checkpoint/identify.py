@@ -6,8 +6,9 @@ name it, so the user knows which file to pick instead.
 """
 from __future__ import annotations
 
+import json
 import re
-from typing import Iterable
+from typing import Iterable, Mapping
 
 # (what it is, a pattern over key names); the first match wins
 _KINDS = (
@@ -45,6 +46,40 @@ def describe_checkpoint(keys: Iterable[str]) -> str:
         if hits and len(hits) * 4 >= len(keys) or (hits and what.startswith("a LoRA")):
             return f"looks like {what} (found keys like {sample_keys(hits)})"
     return f"found keys like {sample_keys(keys)}"
+
+
+# Wan2.2-Animate-2 has the plain Wan 2.1 I2V layout: only its markers tell it apart. ComfyUI reads
+# ``{"transformer": {"model_type": "animate2"}}`` from a Comfy-Org file's ``config`` metadata; the official
+# and community files carry the name (wan_animate_2_bf16[_distillation], wan2.2_animate2_14B_fp8_scaled, ...).
+_ANIMATE2_NAME = re.compile(r"animate[-_ ]?2(?!\d)", re.IGNORECASE)
+ANIMATE2 = "Wan2.2-Animate-2"
+
+
+def _model_type(metadata: Mapping[str, str]) -> str | None:
+    if metadata.get("model_type"):
+        return str(metadata["model_type"])
+    try:
+        config = json.loads(metadata.get("config", "") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    nested = config.get("transformer", config)
+    return nested.get("model_type") if isinstance(nested, dict) else None
+
+
+def animate2_evidence(metadata: Mapping[str, str], name: str, config: Mapping | None = None) -> str | None:
+    """Why a Wan DiT file is Wan2.2-Animate-2 ('its metadata says model_type animate2', 'its name ...'), or None."""
+    if _model_type(metadata) == "animate2":
+        return "its metadata says model_type animate2"
+    config = config or {}
+    if str(config.get("model_type", "")).lower() == "animate2" or \
+            "animate2" in str(config.get("_class_name", "")).lower():
+        return "its config.json says animate2"
+    tail = "/".join(str(name or "").replace("\\", "/").rstrip("/").split("/")[-2:])  # file and its folder only
+    if _ANIMATE2_NAME.search(tail):
+        return "its name says Animate-2"
+    return None
 
 
 # torch.save writes a zip archive (since 1.6) or a protocol-2 pickle (before): "PK\x03\x04" or the PROTO opcode

@@ -28,7 +28,7 @@ from ..wan.config import WanDiTConfig, infer_config
 from .convert import FLOAT_STORAGE, FP8_COMPUTE, attach_scales, check_tensors, convert_weights
 from .fp8 import (SCALED_FP8_MARKER, canonical_scale_key, check_layer_format, decode_layer_format, expected_shapes,
                   header_layer_formats, is_fp8, layer_format_module, marker_dtype, split_scale_key)
-from .identify import describe_checkpoint, sample_keys
+from .identify import ANIMATE2, animate2_evidence, describe_checkpoint, sample_keys
 from .safetensors_files import CheckpointFiles, PathLike, TensorReader, resolve_checkpoint
 from .wan_keys import to_official_keys
 
@@ -178,8 +178,8 @@ def check_keys(scan: CheckpointScan, expected: Mapping[str, tuple[int, ...]], ki
 
 def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: torch.dtype | str | None = None,
                  device: torch.device | str = "cpu", operations=None, compute_dtype: torch.dtype | None = None,
-                 num_heads: int | None = None,
-                 extra_prefixes: Sequence[str] = ()) -> tuple[nn.Module, WanCheckpointInfo]:
+                 num_heads: int | None = None, extra_prefixes: Sequence[str] = (),
+                 allow_animate2: bool = False) -> tuple[nn.Module, WanCheckpointInfo]:
     """Build a :class:`WanDiT` from a checkpoint in any supported layout and dtype.
 
     ``storage_dtype`` (a dtype or a STORAGE_DTYPES name): None / 'default' keeps
@@ -189,7 +189,9 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
     classes (default: the pack's CastOps; the host passes ComfyUI's).
     ``extra_prefixes``: official-name prefixes of tensors that are not part of
     the DiT (e.g. a method's own modules in the same file); they come back in
-    ``info.extra_tensors`` instead of being refused as unexpected.
+    ``info.extra_tensors`` instead of being refused as unexpected. A Wan2.2-Animate-2 file (plain I2V
+    layout, recognised by its metadata or name) is refused unless ``allow_animate2``: without its pose
+    branch it would run as a plain I2V model and ignore the driving video.
     """
     from ..ops import CastOps
     from ..wan.dit import WanDiT
@@ -197,6 +199,11 @@ def load_wan_dit(path_or_paths: PathLike | Sequence[PathLike], storage_dtype: to
     storage_dtype = storage_dtype_from_name(storage_dtype)
     operations = operations or CastOps
     scan = scan_checkpoint(path_or_paths, extra_prefixes)
+    evidence = animate2_evidence(scan.reader.metadata, scan.files.name, scan.files.config)
+    if evidence and not allow_animate2:
+        scan.reader.close()
+        raise InputError(f"model file '{scan.files.name}'", f"is {ANIMATE2} ({evidence})",
+                         f"the model of this loader; load {ANIMATE2} with Load Wan2.2-Animate-2 (PoseAnimate)")
     with scan.reader:
         heads, heads_from = (num_heads, "argument") if num_heads else checkpoint_num_heads(scan)
         config = infer_config(scan.meta_state_dict(), f"model file '{scan.files.name}'", heads)

@@ -10,7 +10,9 @@ RealisDance, Wan-Animate) never fork this file; they fill a
 * ``extra_tokens``: tokens appended after the video, with RoPE at their own
   (frame, h, w) positions, taking part in self-attention and dropped before
   the head;
-* ``block_adapters``: callables run after chosen blocks, ``x = f(x, ctx)``.
+* ``block_adapters``: callables run after chosen blocks, ``x = f(x, ctx)``;
+* ``block_forward``: how each block runs, for a method with a second token stream feeding the
+  self-attention (Animate-2's pose branch): ``f(index, block, tokens, stack)``.
 
 ``forward(..., on_block=...)`` is called before each block, so a sampler can
 check for interruption every block.
@@ -83,6 +85,9 @@ class AdapterContext:
 
 
 BlockAdapter = Callable[[torch.Tensor, AdapterContext], torch.Tensor]
+BlockForward = Callable[[int, nn.Module, torch.Tensor, "BlockStack"], torch.Tensor]
+"""``f(index, block, tokens, stack) -> tokens``: how one block runs, for a method whose blocks read a second
+token stream (Animate-2's pose branch); it calls ``block(..., self_attention=...)`` with the stack's pieces."""
 
 
 @dataclass
@@ -92,6 +97,7 @@ class DiTExtensions:
     added_tokens: list[torch.Tensor] = field(default_factory=list)
     extra_tokens: list[ExtraTokens] = field(default_factory=list)
     block_adapters: dict[int, list[BlockAdapter]] = field(default_factory=dict)
+    block_forward: BlockForward | None = None  # replaces each block's plain call (one per forward)
 
 
 @dataclass
@@ -115,6 +121,7 @@ class BlockStack:
     n_video: int
     adapters: dict[int, list[BlockAdapter]]
     on_block: Callable[[int], None] | None = None
+    block_forward: BlockForward | None = None
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -122,8 +129,11 @@ class BlockStack:
     def run_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
         if self.on_block is not None:
             self.on_block(index)
-        tokens = self.blocks[index](tokens, self.time, self.rope, self.text, self.image, self.attention,
-                                    self.compute_dtype)
+        if self.block_forward is not None:
+            tokens = self.block_forward(index, self.blocks[index], tokens, self)
+        else:
+            tokens = self.blocks[index](tokens, self.time, self.rope, self.text, self.image, self.attention,
+                                        self.compute_dtype)
         for adapter in self.adapters.get(index, ()):
             tokens = adapter(tokens, AdapterContext(index, self.grid, self.n_video, self.compute_dtype))
         return tokens
@@ -230,7 +240,7 @@ class WanDiT(nn.Module):
         streamer = self.block_streamer
         blocks = self.blocks if streamer is None else streamer.sequence()
         stack = BlockStack(blocks, time, rope, text, image, self.attention, cdt, grid, n_video,
-                           ext.block_adapters, on_block)
+                           ext.block_adapters, on_block, ext.block_forward)
         try:
             tokens = (runner if runner is not None else self.block_runner)(stack, tokens)
         finally:

@@ -93,10 +93,14 @@ class SelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1))
 
-    def forward(self, x: torch.Tensor, rope: RopeRotation, attend: Attend) -> torch.Tensor:
+    def qkv(self, x: torch.Tensor, rope: RopeRotation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and keys (normed, rotated) and values, ``[B, L, heads, head_dim]`` each."""
         q = apply_rope(self._heads(self.norm_q(self.q(x))), rope)
         k = apply_rope(self._heads(self.norm_k(self.k(x))), rope)
-        v = self._heads(self.v(x))
+        return q, k, self._heads(self.v(x))
+
+    def forward(self, x: torch.Tensor, rope: RopeRotation, attend: Attend) -> torch.Tensor:
+        q, k, v = self.qkv(x, rope)
         return self.o(attend(q, k, v).flatten(2))
 
 
@@ -136,13 +140,25 @@ class WanBlock(nn.Module):
                                  ops.Linear(config.ffn_dim, dim, device=device, dtype=dtype))
         self.modulation = _parameter((1, 6, dim), 0.0, device, dtype)
 
+    def self_attention_input(self, x: torch.Tensor, time: TimeModulation, cdt: torch.dtype) -> torch.Tensor:
+        """The modulated, normed input of the self-attention (what its q/k/v layers read), in ``cdt``."""
+        e = time.rows(self.modulation)
+        return torch.addcmul(e(0), self.norm1(x), 1 + e(1)).to(cdt)
+
     def forward(self, x: torch.Tensor, time: TimeModulation, rope: RopeRotation, context: torch.Tensor,
-                context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype) -> torch.Tensor:
-        """``x``: float32 ``[B, L, dim]`` residual stream; returns the same."""
+                context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype,
+                self_attention: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``x``: float32 ``[B, L, dim]`` residual stream; returns the same.
+
+        ``self_attention`` replaces the plain self-attention (``h -> o(attention)``, ``h`` the modulated
+        input in ``cdt``) for methods whose tokens attend to more than their own sequence (Animate-2's
+        per-frame pose keys); the rest of the block is unchanged.
+        """
         e = time.rows(self.modulation)  # 0,1,2: shift, scale, gate of self-attn; 3,4,5: of the ffn
         # addcmul: the float32 modulation and residual updates in one kernel each, the layers' bf16 outputs
         # promoted inside it (exact) instead of materialised as float32 copies
-        y = self.self_attn(torch.addcmul(e(0), self.norm1(x), 1 + e(1)).to(cdt), rope, attend)
+        h = torch.addcmul(e(0), self.norm1(x), 1 + e(1)).to(cdt)
+        y = self.self_attn(h, rope, attend) if self_attention is None else self_attention(h)
         x = torch.addcmul(x, y, e(2))
         x = torch.add(x, self.cross_attn(self.norm3(x.to(cdt)), context, context_img, attend))
         y = self.ffn(torch.addcmul(e(3), self.norm2(x), 1 + e(4)).to(cdt))
