@@ -89,7 +89,8 @@ def progress_text(step: int, steps: int, window: int, windows: int) -> str:
 def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, cfg_scale: float, seed: int,
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
-                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
+                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
+                 make_guidance: Callable[[Branch, Branch | None, int], Guidance] | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -109,6 +110,9 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     here, so no residual crosses calls (Wan2.2-Animate clips), and told the guidance branch, the window and
     the step before every forward, so each branch and window keeps its own state; its counts add up over
     calls (``cache.report()``).
+
+    ``make_guidance(positive, negative, steps)`` replaces the two-branch CFG (a method with more branches,
+    SteadyDancer's pose guidance); what it returns needs only ``velocity`` and ``bind`` as :class:`Guidance`.
     """
     check_interrupt = interrupt_check(check_interrupt)
     if progress is None and window_progress is not None:
@@ -120,7 +124,8 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     steps = scheduler.steps
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
-    guidance = Guidance(positive, negative, cfg_scale)
+    guidance = Guidance(positive, negative, cfg_scale) if make_guidance is None else \
+        make_guidance(positive, negative, steps)
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 
