@@ -171,10 +171,11 @@ def checkpoint_num_heads(scan: CheckpointScan) -> tuple[int | None, str]:
 def check_keys(scan: CheckpointScan, expected: Mapping[str, tuple[int, ...]], kind: str) -> None:
     """Raise an InputError naming missing, unexpected and mis-shaped tensors (:func:`~.convert.check_tensors`);
     a file of another method (tensors of its own beside the DiT's) is named as such."""
-    method = method_of_keys(k for k in scan.weights if k not in expected)
+    unexpected = [k for k in scan.weights if k not in expected]
+    method = method_of_keys(unexpected)
     if method is not None:
-        raise InputError(f"model file '{scan.files.name}'", f"is {method}, not a plain {kind} Wan DiT",
-                         "a plain Wan DiT for this loader")
+        raise InputError(f"model file '{scan.files.name}'", f"is {method}, not a plain {kind} Wan DiT (it holds "
+                         f"{sample_keys(unexpected)})", "a plain Wan DiT for this loader")
     check_tensors(scan.shapes(), expected, f"model file '{scan.files.name}'", f"{kind} Wan DiT",
                   "a complete, unmodified Wan DiT checkpoint (all shards, none from another model size; VACE, "
                   "Animate and other variants load through their own loaders)",
