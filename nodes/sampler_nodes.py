@@ -125,7 +125,7 @@ class PoseAnimateSampler:
                 latent = sample_video(model, conditioning, sampler, cfg, seed,
                                       windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0),
-                                      cache=step_cache)
+                                      cache=step_cache, make_guidance=getattr(conditioning, "guidance", None))
                 if step_cache is not None:
                     log.info("PoseAnimate %s", step_cache.report())
         finally:

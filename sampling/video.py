@@ -90,7 +90,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
                  check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
-                 make_guidance: Callable[[Branch, Branch | None, int], Guidance] | None = None) -> torch.Tensor:
+                 make_guidance: Callable[[Branch, Branch | None, float, int], Guidance] | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -111,8 +111,9 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     the step before every forward, so each branch and window keeps its own state; its counts add up over
     calls (``cache.report()``).
 
-    ``make_guidance(positive, negative, steps)`` replaces the two-branch CFG (a method with more branches,
-    SteadyDancer's pose guidance); what it returns needs only ``velocity`` and ``bind`` as :class:`Guidance`.
+    ``make_guidance(positive, negative, cfg_scale, steps)`` replaces the two-branch CFG (a method with more
+    branches: SteadyDancer's pose guidance); what it returns needs only ``velocity`` and ``bind`` as
+    :class:`Guidance`. ``negative`` is None when ``cfg_scale`` is 1.
     """
     check_interrupt = interrupt_check(check_interrupt)
     if progress is None and window_progress is not None:
@@ -125,7 +126,7 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
     guidance = Guidance(positive, negative, cfg_scale) if make_guidance is None else \
-        make_guidance(positive, negative, steps)
+        make_guidance(positive, negative, cfg_scale, steps)
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 

@@ -72,12 +72,15 @@ class SteadyDancerConditioning:
     context: torch.Tensor
     negative_context: torch.Tensor
     clip_fea: torch.Tensor                    # CLIP of the reference [1, 257, 1280]
-    clip_fea_pose: torch.Tensor               # CLIP of the first pose frame
+    clip_fea_pose: torch.Tensor | None        # CLIP of the first pose frame (None: left out)
     image_latent: torch.Tensor                # VAE([reference, zeros...]) [1, 16, T, h, w]
     pose_latent: torch.Tensor                 # VAE(pose video) [1, 16, T, h, w]
     negative_pose_latent: torch.Tensor | None = None
     spatial_strength: float = 1.0
     temporal_strength: float = 1.0
+    pose_scale: float = DEFAULT_POSE_GUIDANCE
+    pose_start: float = DEFAULT_POSE_START
+    pose_end: float = DEFAULT_POSE_END
     _fused: dict[tuple[bool, Any], torch.Tensor] = field(default_factory=dict, repr=False)
     _ref_tokens: torch.Tensor | None = field(default=None, repr=False)
 
@@ -106,6 +109,10 @@ class SteadyDancerConditioning:
         self._fused.clear()
         self._ref_tokens = None
 
+    def guidance(self, positive, negative, cfg_scale: float, steps: int) -> "PoseGuidance":
+        """The sampler's ``make_guidance``: :class:`PoseGuidance` with this conditioning's pose settings."""
+        return three_branches(self, cfg_scale, self.pose_scale, self.pose_start, self.pose_end, steps)
+
     def branch(self, positive: bool, step: int, steps: int, window: Window | None = None) -> WanCond:
         return self.kind_branch(POSITIVE if positive else NEGATIVE, step, steps, window)
 
@@ -123,7 +130,7 @@ class SteadyDancerConditioning:
         positions = layers.reference_positions(grid, device=layers.device)
         ext = DiTExtensions(latent_tokens=[lambda latent: layers.pose_tokens(fused, latent)],
                             extra_tokens=[ExtraTokens(self.reference_tokens(), positions)],
-                            image_features=[self.clip_fea_pose])
+                            image_features=[] if self.clip_fea_pose is None else [self.clip_fea_pose])
         context = self.negative_context if kind == NEGATIVE else self.context
         return WanCond(context=context, clip_fea=self.clip_fea, y=y, ext=ext)
 
@@ -162,12 +169,17 @@ class PoseGuidance:
         return self.pose_null is not None and self.pose_scale != 0.0 and self.start < step / self.steps < self.end
 
     def velocity(self, model: Denoiser, x: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
+        """The reference's mix; a text scale of exactly 1 skips the negative-prompt pass (its term is 0)."""
         cond = model(x, timestep, at_step(self.positive, step))
-        uncond = model(x, timestep, at_step(self.negative, step))
+        if self.scale == 1.0:
+            out = cond
+        else:
+            uncond = model(x, timestep, at_step(self.negative, step))
+            out = uncond + self.scale * (cond - uncond)
         if self.pose_step(step):
             pose_null = model(x, timestep, at_step(self.pose_null, step))
-            return uncond + self.scale * (cond - uncond) + self.pose_scale * (cond - pose_null)
-        return uncond + self.scale * (cond - uncond)
+            out = out + self.pose_scale * (cond - pose_null)
+        return out
 
     def bind(self, model: Denoiser):
         return lambda x, timestep, step: self.velocity(model, x, timestep, step)
@@ -175,13 +187,19 @@ class PoseGuidance:
 
 def pose_guidance(scale: float = DEFAULT_GUIDANCE, pose_scale: float = DEFAULT_POSE_GUIDANCE,
                   start: float = DEFAULT_POSE_START, end: float = DEFAULT_POSE_END):
-    """A ``make_guidance`` for :func:`~...sampling.video.sample_video`: the three-branch guidance above."""
-    def make(positive, negative, steps: int) -> PoseGuidance:
-        conditioning = positive.conditioning
-        null = None if conditioning.negative_pose_latent is None else KindBranch(conditioning, POSE_NULL, steps)
-        return PoseGuidance(KindBranch(conditioning, POSITIVE, steps), KindBranch(conditioning, NEGATIVE, steps),
-                            null, scale, pose_scale, start, end, steps)
+    """A ``make_guidance`` for :func:`~...sampling.video.sample_video`: the three-branch guidance above (its own
+    ``scale``, whatever the sampler's cfg)."""
+    def make(positive, negative, cfg_scale: float, steps: int) -> PoseGuidance:
+        return three_branches(positive.conditioning, scale, pose_scale, start, end, steps)
     return make
+
+
+def three_branches(conditioning: SteadyDancerConditioning, scale: float, pose_scale: float, start: float, end: float,
+                   steps: int) -> PoseGuidance:
+    """:class:`PoseGuidance` over ``conditioning``'s branches (no pose-null one without negative pose latents)."""
+    null = None if conditioning.negative_pose_latent is None else KindBranch(conditioning, POSE_NULL, steps)
+    return PoseGuidance(KindBranch(conditioning, POSITIVE, steps), KindBranch(conditioning, NEGATIVE, steps),
+                        null, scale, pose_scale, start, end, steps)
 
 
 # ---------------------------------------------------------------- building
@@ -197,8 +215,9 @@ def _latent(name: str, value: Any, channels: int = LATENT_CHANNELS) -> torch.Ten
 def build_steadydancer_conditioning(layers: SteadyDancerLayers, context: torch.Tensor, negative_context: torch.Tensor,
                                     clip_fea: torch.Tensor, clip_fea_pose: torch.Tensor, image_latent: torch.Tensor,
                                     pose_latent: torch.Tensor, negative_pose_latent: torch.Tensor | None = None,
-                                    spatial_strength: float = 1.0,
-                                    temporal_strength: float = 1.0) -> SteadyDancerConditioning:
+                                    spatial_strength: float = 1.0, temporal_strength: float = 1.0,
+                                    pose_scale: float = DEFAULT_POSE_GUIDANCE, pose_start: float = DEFAULT_POSE_START,
+                                    pose_end: float = DEFAULT_POSE_END) -> SteadyDancerConditioning:
     """Check the inputs and build the conditioning (latents in model space, ``[1, 16, T, h, w]`` each).
 
     ``image_latent``: the VAE latent of the reference followed by mid-grey frames
@@ -223,10 +242,16 @@ def build_steadydancer_conditioning(layers: SteadyDancerLayers, context: torch.T
             raise InputError("negative pose latent", f"is {8 * negative.shape[4]}x{8 * negative.shape[3]} pixels, "
                              f"the pose latent {8 * pose.shape[4]}x{8 * pose.shape[3]}",
                              "a negative pose video of the pose video's size")
-    for name, value in (("spatial pose strength", spatial_strength), ("temporal pose strength", temporal_strength)):
+    for name, value in (("spatial pose strength", spatial_strength), ("temporal pose strength", temporal_strength),
+                        ("pose guidance scale", pose_scale), ("pose guidance start", pose_start),
+                        ("pose guidance end", pose_end)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not float(value) == float(value) \
                 or abs(float(value)) == float("inf"):
             raise InputError(name, f"{value!r} is not a finite number", "a strength such as 1.0")
+    if not 0.0 <= pose_start <= pose_end <= 1.0:
+        raise InputError("pose guidance start/end", f"are {pose_start} and {pose_end}",
+                         "0 <= start <= end <= 1 (fractions of the steps; SteadyDancer uses 0.1 and 0.4)")
     geometry = VideoGeometry(int(pose.shape[2]), int(pose.shape[3]), int(pose.shape[4]))
     return SteadyDancerConditioning(geometry, layers, context, negative_context, clip_fea, clip_fea_pose, image, pose,
-                                    negative, float(spatial_strength), float(temporal_strength))
+                                    negative, float(spatial_strength), float(temporal_strength), float(pose_scale),
+                                    float(pose_start), float(pose_end))

@@ -99,31 +99,36 @@ class SteadyDancerLayers(nn.Module):
     def device(self) -> torch.device:
         return self.patch_embedding_fuse.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """What the layers compute in: their weights' dtype (float32 as loaded; a host may have moved them)."""
+        return self.patch_embedding_fuse.weight.dtype
+
     def video_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weight, bias)`` for the DiT's own patch embedding: the latent-and-``y`` part of the fused one."""
         return self.patch_embedding_fuse.weight[:, :self.video_channels], self.patch_embedding_fuse.bias
 
     def fuse(self, pose: torch.Tensor, spatial_strength: float = 1.0, temporal_strength: float = 1.0) -> torch.Tensor:
         """The fused pose ``[B, 16, T, h, w]`` (float32) from the pose latent (model space)."""
-        pose = pose.to(self.device, torch.float32)
+        pose = pose.to(self.device, self.dtype)
         return fused_pose(pose, self.condition_embedding_spatial, self.condition_embedding_temporal,
                           spatial_strength, temporal_strength)
 
     def pose_tokens(self, fused: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """The pose part of the video embedding, ``[B, T*h*w / patch, dim]`` float32, for the noisy
         ``latent`` ``[B, 16, T, h, w]`` (the aligner's query); ``fused`` may have batch 1."""
-        latent = latent.to(self.device, torch.float32)
-        fused = fused.to(self.device, torch.float32).expand(latent.shape[0], -1, -1, -1, -1)
+        latent = latent.to(self.device, self.dtype)
+        fused = fused.to(self.device, self.dtype).expand(latent.shape[0], -1, -1, -1, -1)
         aligned = self.condition_embedding_align(fused, latent)
         weight = self.patch_embedding_fuse.weight[:, self.video_channels:]
         tokens = F.conv3d(torch.cat([fused, aligned], dim=1), weight, None, stride=self.patch_size)
-        return tokens.flatten(2).transpose(1, 2)
+        return tokens.flatten(2).transpose(1, 2).float()
 
     def reference_tokens(self, ref_x: torch.Tensor, ref_c: torch.Tensor) -> torch.Tensor:
         """``ref_x`` ``[B, 36, 1, h, w]`` and ``ref_c`` ``[B, >=16, 1, h, w]`` as tokens ``[B, 2*h*w/4, dim]``."""
-        x = self.patch_embedding(ref_x.to(self.device, torch.float32))
-        c = self.patch_embedding_ref_c(ref_c[:, :self.pose_channels].to(self.device, torch.float32))
-        return torch.cat([x, c], dim=2).flatten(2).transpose(1, 2)
+        x = self.patch_embedding(ref_x.to(self.device, self.dtype))
+        c = self.patch_embedding_ref_c(ref_c[:, :self.pose_channels].to(self.device, self.dtype))
+        return torch.cat([x, c], dim=2).flatten(2).transpose(1, 2).float()
 
     def reference_positions(self, video_grid: tuple[int, int, int], device=None) -> torch.Tensor:
         """RoPE positions of the two reference frames: frames ``F`` and ``F + 1`` of the video's grid."""

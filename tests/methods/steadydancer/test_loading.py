@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steadydancer_fixture import load_fixture, official_state, relative_error, write_file  # noqa: E402
+from steadydancer_fixture import official_state, relative_error, write_file  # noqa: E402
 from test_parity import forward  # noqa: E402
 
 from poseanimate.errors import InputError  # noqa: E402
@@ -20,11 +20,6 @@ from poseanimate.methods.steadydancer.layers import EXTRA_PREFIXES  # noqa: E402
 from poseanimate.methods.wan_animate.modules import load_wan_animate  # noqa: E402
 from poseanimate.models.checkpoint.wan_dit import load_wan_dit  # noqa: E402
 from poseanimate.tiny_models.wan_dit import save_comfy_single_file  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fx():
-    return load_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -10,29 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steadydancer_fixture import load_fixture, official_state, relative_error, write_file  # noqa: E402
+from steadydancer_fixture import relative_error  # noqa: E402
 
-from poseanimate.methods.steadydancer import (build_steadydancer_conditioning, load_steadydancer,  # noqa: E402
-                                              pose_guidance, reference_latents)
+from poseanimate.methods.steadydancer import (build_steadydancer_conditioning, pose_guidance,  # noqa: E402
+                                              reference_latents)
 from poseanimate.models.wan.dit import DiTExtensions, ExtraTokens  # noqa: E402
 from poseanimate.sampling.conditioning import MethodConditioning  # noqa: E402
 from poseanimate.sampling.schedulers import make_scheduler  # noqa: E402
 from poseanimate.sampling.video import sample_video  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fx():
-    return load_fixture()
-
-
-@pytest.fixture(scope="module")
-def model(fx, tmp_path_factory):
-    path = write_file(official_state(fx), tmp_path_factory.mktemp("steadydancer") / "steadydancer.safetensors")
-    return load_steadydancer(path, storage_dtype="fp32", num_heads=2)
 
 
 def forward(model, fx, spatial: float = 1.0, temporal: float = 1.0, batch=slice(None)):
@@ -93,8 +81,8 @@ def test_four_step_pose_guided_run_matches_the_reference_pipeline(fx, model):
     assert torch.equal(scheduler.schedule.timesteps.long(), fx["sample/timesteps"].unique_consecutive().long())
     make = pose_guidance(guide, pose_guide, start, end)
 
-    def counting(positive, negative, n):
-        guidance = make(positive, negative, n)
+    def counting(positive, negative, cfg_scale, n):
+        guidance = make(positive, negative, cfg_scale, n)
         calls.extend(i for i in range(n) if guidance.pose_step(i))
         return guidance
 
