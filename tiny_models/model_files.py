@@ -3,7 +3,7 @@
 For the end-to-end tests (with and without ComfyUI) and for trying the
 workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
 LoRA + pose encoders, RealisDance-DiT's transformer, Wan2.2-Animate with its
-relighting LoRA, and the Wan 2.1 VAE, written in the formats users
+relighting LoRA, SteadyDancer (kijai's scaled-fp8 single file), and the Wan 2.1 VAE, written in the formats users
 download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
 each under the name the README's model table gives. The videos they make
 are noise; every code path they take is the real one.
@@ -24,6 +24,7 @@ VAE_FILE = "wan_2.1_vae.safetensors"
 REALISDANCE_FILE = "realisdance_dit_14B_bf16.safetensors"  # a single-file repack of the released transformer
 ANIMATE_FILE = "wan2.2_animate_14B_bf16.safetensors"
 RELIGHT_FILE = "WanAnimate_relight_lora_fp16.safetensors"
+STEADYDANCER_FILE = "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors"  # kijai's single-file repack
 LORA_RANK = 4
 
 
@@ -47,6 +48,26 @@ def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
         scale = 1.0 / math.sqrt(fan_in) if len(shape) > 1 else 0.02
         state[key] = scale * torch.randn(shape, generator=g)
+    return state
+
+
+def steadydancer_modules_state_dict(dim: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """SteadyDancer's tensors beside the plain DiT (``patch_embedding_fuse``, ``patch_embedding_ref_c``, the
+    ``condition_embedding_*`` modules) for a tiny I2V DiT of width ``dim``, at their released widths."""
+    from ..methods.steadydancer.layers import EXTRA_PREFIXES, SteadyDancerLayers
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, p in SteadyDancerLayers(dim, device="meta").state_dict().items():
+        if not key.startswith(EXTRA_PREFIXES):
+            continue
+        if ".bn" in key or "norm" in key:
+            value = (1.0 if key.endswith("weight") else 0.0) + 0.1 * torch.randn(p.shape, generator=g)
+        elif p.dim() >= 2:
+            value = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+        else:
+            value = 0.02 * torch.randn(p.shape, generator=g)
+        state[key] = value
     return state
 
 
@@ -121,7 +142,7 @@ def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
                            seed: int = 0) -> dict[str, Path]:
-    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA) and VAE files into
+    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA), SteadyDancer and VAE files into
     ``models_dir``'s ComfyUI sub-folders; their paths.
 
     ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
@@ -133,7 +154,8 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
     root = Path(models_dir)
     paths = {"dit": root / "diffusion_models" / DIT_FILE, "unianimate": root / "loras" / UNIANIMATE_FILE,
              "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE,
-             "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE}
+             "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE,
+             "steadydancer": root / "diffusion_models" / STEADYDANCER_FILE}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     widths = {"text_dim": text_dim, "clip_dim": clip_dim}
@@ -143,6 +165,8 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
                            prefix=False, dtype=torch.bfloat16, num_heads=2)
     save_comfy_single_file({**dit_state, **animate_modules_state_dict(seed=seed + 4)}, paths["animate"],
                            dtype=torch.bfloat16, num_heads=2)
+    save_comfy_single_file({**dit_state, **steadydancer_modules_state_dict(seed=seed + 6)}, paths["steadydancer"],
+                           prefix=False, scaled_fp8=torch.float8_e4m3fn, num_heads=2)
     save_file({k: v.to(torch.float16).contiguous() for k, v in relight_lora_state_dict(seed=seed + 5).items()},
               str(paths["relight"]))
     torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])
