@@ -12,12 +12,15 @@ result living in the reference's frame: the alignment logs a line saying so.
 
 Differences from the script, where it has no rule: a scale whose joints are
 missing (in the reference or the first frame) takes the mean of the measured
-ones (the script's rule for an infinite scale, which a zero-length driving bone
-gives); a limb whose parent joint is missing on a frame hangs from its nearest
+ones (what the script's ``align_img`` means to do with an infinite scale, a
+zero-length driving bone: it writes the mean into a list it then never reads);
+a 0/0 scale is 1, as in the script; a limb whose parent joint is missing on a frame hangs from its nearest
 present ancestor; the feet follow their ankle at the lower-leg scale and the
 face its nose at the mean face scale (the script moves neither, as its
 renders draw neither). Hands use the arms' mean scale, as the script does
-(its finger measure runs over zero iterations).
+(its finger measure runs over zero iterations). :func:`augment_negative` makes
+the negative poses of ``pose_align_withdiffaug.py`` (its pose guidance's
+negative branch).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from .keypoints import BODY, FACE, FEET, LEFT_HAND, RIGHT_HAND, PoseFrame
+from .keypoints import FACE, FEET, LEFT_HAND, RIGHT_HAND, PoseFrame
 from .retarget_geometry import (L_ANKLE, L_EAR, L_ELBOW, L_EYE, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, NECK, NOSE,
                                 R_ANKLE, R_EAR, R_ELBOW, R_EYE, R_HIP, R_KNEE, R_SHOULDER, R_WRIST, reference_person,
                                 with_neck)
@@ -166,4 +169,30 @@ def retarget_steadydancer(driving: Sequence[PoseFrame], reference: PoseFrame,
     return out
 
 
-__all__ = ["alignment_scales", "retarget_steadydancer", "BODY"]
+# pose_align_withdiffaug.py's negative-pose augmentation: per frame, x stretched by a factor in ASPECT_RANGE and
+# both axes by one in SCALE_RANGE, around the neck (its offsets are drawn but left unused there, so here too)
+ASPECT_RANGE, SCALE_RANGE = (0.6, 1.4), (0.7, 1.3)
+
+
+def augment_negative(frames: Sequence[PoseFrame], seed: int = 0) -> list[PoseFrame]:
+    """SteadyDancer's negative poses: aligned poses each distorted at random around its neck (``pose_aug_diff``).
+
+    The script draws with Python's unseeded ``random``; here a generator seeded by ``seed`` makes the same
+    distribution reproducible. Frames without a person stay empty.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in frames:
+        aspect, scale = rng.uniform(*ASPECT_RANGE), rng.uniform(*SCALE_RANGE)
+        if not frame.count:
+            out.append(frame.replace())
+            continue
+        row = frame.people[0].copy()
+        neck = with_neck(row)[NECK, :2]
+        row[:, :2] = neck + np.array([aspect * scale, scale]) * (row[:, :2] - neck)
+        row[row[:, 2] <= 0, :2] = 0.0
+        out.append(PoseFrame(row[None], frame.width, frame.height))
+    return out
+
+
+__all__ = ["alignment_scales", "augment_negative", "retarget_steadydancer"]

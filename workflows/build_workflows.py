@@ -266,9 +266,10 @@ Model files (ComfyUI/models/<folder>/):
 
 Image-to-video: the character image is the first frame, so its identity and framing hold. The driving poses
 are aligned to the character's pose on the first frame (Retarget Poses, method steadydancer: SteadyDancer's
-pose_align) and drawn at the character's size; the unaligned poses, drawn too, are the negative poses of
-SteadyDancer's pose guidance (pose_cfg on the conditioning, on steps 10%-40%). Sampler: UniPC, cfg 5, shift 5,
-40 steps, as generate_dancer.py."""
+pose_align) and drawn at the character's size; the same poses distorted at random per frame
+(steadydancer_negative, as pose_align_withdiffaug.py) are the negative poses of SteadyDancer's pose guidance
+(pose_cfg on the conditioning, on steps 10%-40%). Sampler: UniPC, cfg 5, shift 5, 40 steps, as
+generate_dancer.py."""
 
 
 def _steadydancer(name: str, frames: int, note: str) -> Workflow:
@@ -290,12 +291,14 @@ def _steadydancer(name: str, frames: int, note: str) -> Workflow:
              widgets={"method": "steadydancer"}),
         Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
              widgets={"style": "openpose", **size}, title="Render Poses (aligned)", size=(340, 620)),
-        Node(10, "PoseAnimateRenderPoses", (1160, 1060), links={"poses": (6, 0)},
-             widgets={"style": "openpose", **size, "fit": "stretch"}, title="Render Poses (unaligned: negative)",
-             size=(340, 620)),
+        Node(26, "PoseAnimateRetargetPoses", (1160, 1060),
+             links={"driving_poses": (6, 0), "reference_pose": (7, 0)}, widgets={"method": "steadydancer_negative"},
+             title="Retarget Poses (negative poses)"),
+        Node(10, "PoseAnimateRenderPoses", (1160, 1380), links={"poses": (26, 0)},
+             widgets={"style": "openpose", **size}, title="Render Poses (negative)", size=(340, 620)),
         *_encoders(11, "a person dancing, natural motion, detailed face and hands, high quality", NEGATIVE_PROMPT,
                    (4, 0), vision_title="CLIP Vision Encode (character)"),
-        Node(16, "ImageFromBatch", (1160, 1720), links={"image": (9, 0)}, widgets={"batch_index": 0, "length": 1},
+        Node(16, "ImageFromBatch", (1540, 1300), links={"image": (9, 0)}, widgets={"batch_index": 0, "length": 1},
              title="First pose frame"),
         Node(17, "CLIPVisionEncode", (1540, 1000), links={"clip_vision": (14, 0), "image": (16, 0)},
              widgets={"crop": "none"}, title="CLIP Vision Encode (first pose frame)"),

@@ -9,7 +9,7 @@ import pytest
 
 from poseanimate.errors import InputError
 from poseanimate.pose.keypoints import BODY, LEFT_HAND, RIGHT_HAND, PoseFrame, wholebody_to_people
-from poseanimate.pose.retarget_steadydancer import retarget_steadydancer
+from poseanimate.pose.retarget_steadydancer import ASPECT_RANGE, SCALE_RANGE, augment_negative, retarget_steadydancer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "steadydancer_pose_align_parity.npz"
 
@@ -70,3 +70,20 @@ def test_a_reference_without_a_neck_is_refused(fx):
     with pytest.raises(InputError, match="reference pose: has no neck"):
         retarget_steadydancer(frames(fx["same_points"], fx["same_scores"], fx["same_size"]),
                               reference.replace(people=people))
+
+
+def test_negative_poses_are_distorted_around_the_neck_within_the_scripts_ranges(fx):
+    aligned = align(fx, "same")
+    negative = augment_negative(aligned, seed=3)
+    assert [f.people[0][:, :2].tolist() for f in augment_negative(aligned, seed=3)] == \
+        [f.people[0][:, :2].tolist() for f in negative]  # seeded: reproducible
+    factors = set()
+    for a, n in zip(aligned, negative):
+        pa, pn = a.people[0], n.people[0]
+        np.testing.assert_allclose(pn[1, :2], pa[1, :2])  # the neck stays
+        sx = (pn[4, 0] - pn[1, 0]) / (pa[4, 0] - pa[1, 0])
+        sy = (pn[10, 1] - pn[1, 1]) / (pa[10, 1] - pa[1, 1])
+        assert SCALE_RANGE[0] * ASPECT_RANGE[0] <= sx <= SCALE_RANGE[1] * ASPECT_RANGE[1]
+        assert SCALE_RANGE[0] <= sy <= SCALE_RANGE[1]
+        factors.add(round(sy, 6))
+    assert len(factors) == len(aligned)  # a different distortion on every frame
