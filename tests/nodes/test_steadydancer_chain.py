@@ -1,6 +1,10 @@
 """SteadyDancer through the pack's nodes, outside the host, on tiny files under the real names (kijai's scaled
 fp8 single file): loader -> conditioning (reference as first frame, pose video, negative poses) -> sampler ->
 decode; and the other loaders naming the file."""
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -51,6 +55,30 @@ def test_chain_samples_and_decodes_the_requested_video(loaded):
     (images,) = PoseAnimateVAEDecode().decode(latent, vae)
     assert latent["samples"].shape == (1, 16, 3, H // 8, W // 8)
     assert images.shape == (9, H, W, 3) and torch.isfinite(images).all()
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "steadydancer_example"
+
+
+def _example_image(name: str, frames: int = 1) -> torch.Tensor:
+    """SteadyDancer's own example (make_steadydancer_example.py): frames tiled side by side -> IMAGE batch."""
+    tiled = cv2.cvtColor(cv2.imread(str(EXAMPLE / name)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return torch.from_numpy(np.stack(np.split(tiled, frames, axis=1)))
+
+
+def test_the_references_own_example_end_to_end(loaded):
+    """data/images/00001.png with its aligned and negative poses (downscaled to 176x240), through the nodes
+    (the first 5 of the 9 stored frames: the tiny VAE is what takes the time at this size)."""
+    dit, steadydancer, vae, _ = loaded
+    reference, positive, negative = (_example_image("reference.png"), _example_image("positive.png", 9),
+                                     _example_image("negative.png", 9))
+    assert reference.shape == (1, 240, 176, 3) and positive.shape == negative.shape == (9, 240, 176, 3)
+    inputs = dict(_inputs(5), reference_image=reference, pose_video=positive)
+    (cond,) = PoseAnimateSteadyDancerConditioning().build(steadydancer, vae, frames=5, **inputs, **COND,
+                                                          negative_pose_video=negative)
+    assert torch.allclose(cond.image_latent[:, :, :1], vae.encode(reference), atol=1e-5)  # the first frame
+    (latent,) = PoseAnimateSampler().sample(dit, cond, **dict(SAMPLE, steps=1, cfg=1.0))
+    assert latent["samples"].shape == (1, 16, 2, 30, 22) and torch.isfinite(latent["samples"]).all()
 
 
 def test_long_video_in_windows(loaded):
