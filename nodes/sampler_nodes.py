@@ -118,7 +118,8 @@ class PoseAnimateSampler:
                                      None if cache_end < 0 else cache_end)
         windows = WindowSettings(window_length, window_overlap, blending)
         count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
-        check_sampling_memory(dit, conditioning.geometry, window_length)
+        check_sampling_memory(dit, conditioning.geometry, window_length,
+                              int(getattr(conditioning, "extra_token_count", 0)))  # appended reference tokens
         progress = host.Progress(sampler.steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:

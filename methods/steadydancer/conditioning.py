@@ -85,6 +85,12 @@ class SteadyDancerConditioning:
     _ref_tokens: torch.Tensor | None = field(default=None, repr=False)
 
     @property
+    def extra_token_count(self) -> int:
+        """Tokens appended to each window's sequence (the two reference frames), for the sampler's memory check."""
+        _, ph, pw = self.layers.patch_size
+        return 2 * (self.geometry.height // ph) * (self.geometry.width // pw)
+
+    @property
     def y(self) -> torch.Tensor:
         return first_frame_mask(self.image_latent)
 

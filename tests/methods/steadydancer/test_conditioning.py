@@ -38,6 +38,7 @@ def test_bad_inputs_name_the_input(fx, model, change, name):
 
 def test_branches_differ_only_where_the_reference_does(fx, model):
     cond = build(fx, model)
+    assert cond.extra_token_count == cond.kind_branch("positive", 0, 4).ext.extra_tokens[0].tokens.shape[1] == 30
     pos, neg, null = (cond.kind_branch(k, 0, 4) for k in ("positive", "negative", "pose_null"))
     assert pos.context is null.context and neg.context is cond.negative_context
     assert torch.equal(pos.y, neg.y) and torch.equal(pos.y, null.y)
