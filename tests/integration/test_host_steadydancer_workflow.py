@@ -38,3 +38,11 @@ def test_steadydancer_long_video_in_windows(method_server, host_paths):
     assert result.status == "success", (result.error or {}).get("exception_message")
     video = inputs.probe_video(host_paths.python, mw.saved_video(comfy, result, "24"))
     assert video["frames"] == 9  # the whole 12-frame driving video, rounded down to 4k+1
+
+
+def test_steadydancer_scaled_fp8_file_kept_in_fp8(method_server, host_paths):
+    """kijai's scaled-fp8 single file with its weights left as stored (the host's scaled-fp8 layers)."""
+    comfy = method_server
+    result = comfy.run(tiny_steadydancer(**{"19__weight_dtype": "default", "19__compute_dtype": "fp32"}),
+                       timeout=600)
+    assert result.status == "success", (result.error or {}).get("exception_message") or comfy.log()[-4000:]
