@@ -10,11 +10,13 @@ from ..errors import InputError
 from ..pose.keypoints import BODY, PoseFrame, scale_frames
 from ..pose.retarget import retarget_unianimate, retarget_wan_animate
 from ..pose.retarget_report import retarget_report
+from ..pose.retarget_steadydancer import augment_negative, retarget_steadydancer
 from .pose_io import CATEGORY, POSE_KEYPOINT, choice, image_frames, image_out, opencv_core, poses_in, poses_out
 from .pose_preview import preview_ui
 
 STYLES = ("openpose", "unianimate", "wan_animate")     # pose/render.py's styles (it needs OpenCV to import)
-RETARGET_METHODS = ("unianimate", "wan_animate", "none", "unianimate_reference", "wan_animate_reference")
+RETARGET_METHODS = ("unianimate", "wan_animate", "none", "unianimate_reference", "wan_animate_reference",
+                    "steadydancer", "steadydancer_negative")
 SPACES = ("pixels", "normalized")
 FITS = ("auto", "letterbox", "stretch", "crop")
 FIT_BY_STYLE = {"openpose": "letterbox", "unianimate": "stretch", "wan_animate": "letterbox"}
@@ -65,8 +67,12 @@ class PoseAnimateRetargetPoses:
                                   "Wan2.2-Animate's retarget_pose (scale from body height, anchored at the feet). "
                                   "Both keep every bone of the reference (hips and face included), measured over "
                                   "the whole video. unianimate_reference / wan_animate_reference: the projects' "
-                                  "own rules unchanged (first-frame ratios, hips and face not retargeted). none: "
-                                  "the driving poses unchanged."}),
+                                  "own rules unchanged (first-frame ratios, hips and face not retargeted). "
+                                  "steadydancer: SteadyDancer's pose_align (each limb scaled by the reference "
+                                  "over the first driving frame, anchored at the neck; other aspect ratios are "
+                                  "aligned in image heights). steadydancer_negative: the same, each frame then "
+                                  "distorted at random around the neck (SteadyDancer's negative poses for its pose "
+                                  "guidance). none: the driving poses unchanged."}),
             "unianimate_space": (list(SPACES), {"default": "pixels",
                                  "tooltip": "unianimate_reference only. Measure lengths in pixels, or in "
                                             "coordinates divided by each image's size as UniAnimate's code does "
@@ -97,7 +103,11 @@ class PoseAnimateRetargetPoses:
             return poses_out(driving), "retarget: none (the driving poses unchanged)"
         reference = _reference_frame(reference_pose, "reference_pose")
         compat = method.endswith("_reference")
-        if method.startswith("unianimate"):
+        if method.startswith("steadydancer"):
+            out = retarget_steadydancer(driving, reference)
+            if method == "steadydancer_negative":
+                out = augment_negative(out)
+        elif method.startswith("unianimate"):
             choice(unianimate_space, SPACES, "unianimate_space")
             if unianimate_space == "normalized" and not compat:
                 raise InputError("unianimate_space", "is 'normalized' with method 'unianimate'",

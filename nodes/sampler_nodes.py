@@ -138,7 +138,8 @@ class PoseAnimateSampler:
         check_cache_fits(step_cache, sampler.steps, scheduler)
         windows = WindowSettings(window_length, window_overlap, blending)
         count = window_count(conditioning.geometry.frames, windows)  # bad window settings fail before loading
-        check_sampling_memory(dit, conditioning.geometry, window_length)
+        check_sampling_memory(dit, conditioning.geometry, window_length,
+                              int(getattr(conditioning, "extra_token_count", 0)))  # appended reference tokens
         progress = host.Progress(sampler.steps * count, latent_format="wan21")
         try:
             with running_dit(dit) as model:
@@ -146,7 +147,7 @@ class PoseAnimateSampler:
                 latent = sample_video(model, conditioning, sampler, cfg, seed,
                                       windows, window_progress=lambda *at: _report(progress, *at),
                                       callback=lambda i, x, x0: progress.update(0, preview=x0),
-                                      cache=step_cache)
+                                      cache=step_cache, make_guidance=getattr(conditioning, "guidance", None))
                 if step_cache is not None:
                     log.info("PoseAnimate %s", step_cache.report())
         finally:

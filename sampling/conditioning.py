@@ -57,6 +57,10 @@ class MethodConditioning(Protocol):
         """
         ...
 
+    # Optional: ``guidance(positive, negative, cfg_scale, steps)`` returning a guidance object (``velocity`` and
+    # ``bind`` as sampling.guidance.Guidance) for a method with more than two branches; the sampler node passes
+    # it to sample_video's ``make_guidance`` (SteadyDancer's pose guidance).
+
     def clear_cache(self) -> None:
         """Free what :meth:`branch` cached for this run (pose tokens per window, face features).
 

@@ -90,7 +90,8 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
                  check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
-                 noise_seed: int | None = None) -> torch.Tensor:
+                 noise_seed: int | None = None,
+                 make_guidance: Callable[[Branch, Branch | None, float, int], Guidance] | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -113,6 +114,10 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
 
     ``noise_seed`` seeds the re-noising of the ``lcm_*`` samplers (default: ``seed``, whose generator starts
     at ``seed + 1`` as ComfyUI's does); chained runs pass one that no other run's ``seed`` equals.
+
+    ``make_guidance(positive, negative, cfg_scale, steps)`` replaces the two-branch CFG (a method with more
+    branches: SteadyDancer's pose guidance); what it returns needs only ``velocity`` and ``bind`` as
+    :class:`Guidance`. ``negative`` is None when ``cfg_scale`` is 1.
     """
     check_interrupt = interrupt_check(check_interrupt)
     noise_seed = seed if noise_seed is None else noise_seed
@@ -125,7 +130,8 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     steps = scheduler.steps
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
-    guidance = Guidance(positive, negative, cfg_scale)
+    guidance = Guidance(positive, negative, cfg_scale) if make_guidance is None else \
+        make_guidance(positive, negative, cfg_scale, steps)
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 

@@ -3,7 +3,8 @@
 For the end-to-end tests (with and without ComfyUI) and for trying the
 workflows on a machine without the real weights: the DiT, UniAnimate-DiT's
 LoRA + pose encoders, RealisDance-DiT's transformer, Wan2.2-Animate with its
-relighting LoRA, Wan2.2-Animate-2 (and its distilled variant), and the Wan 2.1 VAE, written in the formats users
+relighting LoRA, Wan2.2-Animate-2 (and its distilled variant), SteadyDancer (kijai's scaled-fp8 single
+file), and the Wan 2.1 VAE, written in the formats users
 download (Comfy-Org single-file safetensors, UniAnimate's flat torch .ckpt),
 each under the name the README's model table gives. The videos they make
 are noise; every code path they take is the real one.
@@ -27,6 +28,7 @@ ANIMATE2_FILE = "wan_animate_2_bf16.safetensors"  # the official name (the disti
 ANIMATE2_DISTILLED_FILE = "wan_animate_2_bf16_distillation.safetensors"
 ANIMATE2_COMFY_METADATA = {"config": '{"transformer": {"model_type": "animate2"}}'}  # what ComfyUI detects
 RELIGHT_FILE = "WanAnimate_relight_lora_fp16.safetensors"
+STEADYDANCER_FILE = "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors"  # kijai's single-file repack
 LORA_RANK = 4
 
 
@@ -50,6 +52,26 @@ def unianimate_state_dict(dim: int = 64, num_layers: int = 2, ffn_dim: int = 128
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
         scale = 1.0 / math.sqrt(fan_in) if len(shape) > 1 else 0.02
         state[key] = scale * torch.randn(shape, generator=g)
+    return state
+
+
+def steadydancer_modules_state_dict(dim: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """SteadyDancer's tensors beside the plain DiT (``patch_embedding_fuse``, ``patch_embedding_ref_c``, the
+    ``condition_embedding_*`` modules) for a tiny I2V DiT of width ``dim``, at their released widths."""
+    from ..methods.steadydancer.layers import EXTRA_PREFIXES, SteadyDancerLayers
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, p in SteadyDancerLayers(dim, device="meta").state_dict().items():
+        if not key.startswith(EXTRA_PREFIXES):
+            continue
+        if ".bn" in key or "norm" in key:
+            value = (1.0 if key.endswith("weight") else 0.0) + 0.1 * torch.randn(p.shape, generator=g)
+        elif p.dim() >= 2:
+            value = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+        else:
+            value = 0.02 * torch.randn(p.shape, generator=g)
+        state[key] = value
     return state
 
 
@@ -124,7 +146,7 @@ def vae_state_dict(dim: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim: int = 32, vae_dim: int = 4,
                            seed: int = 0) -> dict[str, Path]:
-    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA) and VAE files into
+    """Write the DiT, UniAnimate, RealisDance, Wan2.2-Animate (+ relighting LoRA), SteadyDancer and VAE files into
     ``models_dir``'s ComfyUI sub-folders; their paths.
 
     ``text_dim``/``clip_dim``: the DiT's text and CLIP widths (4096 and 1280
@@ -138,7 +160,8 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
              "vae": root / "vae" / VAE_FILE, "realisdance": root / "diffusion_models" / REALISDANCE_FILE,
              "animate": root / "diffusion_models" / ANIMATE_FILE, "relight": root / "loras" / RELIGHT_FILE,
              "animate2": root / "diffusion_models" / ANIMATE2_FILE,
-             "animate2_distilled": root / "diffusion_models" / ANIMATE2_DISTILLED_FILE}
+             "animate2_distilled": root / "diffusion_models" / ANIMATE2_DISTILLED_FILE,
+             "steadydancer": root / "diffusion_models" / STEADYDANCER_FILE}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     widths = {"text_dim": text_dim, "clip_dim": clip_dim}
@@ -151,6 +174,8 @@ def write_tiny_model_files(models_dir: str | Path, text_dim: int = 32, clip_dim:
     for key in ("animate2", "animate2_distilled"):  # Animate-2 is the plain I2V layout: its own weights, same shapes
         save_comfy_single_file(tiny_wan_state_dict("i2v", seed=seed + 6, **widths), paths[key], prefix=False,
                                dtype=torch.bfloat16, num_heads=2)
+    save_comfy_single_file({**dit_state, **steadydancer_modules_state_dict(seed=seed + 6)}, paths["steadydancer"],
+                           prefix=False, scaled_fp8=torch.float8_e4m3fn, num_heads=2)
     save_file({k: v.to(torch.float16).contiguous() for k, v in relight_lora_state_dict(seed=seed + 5).items()},
               str(paths["relight"]))
     torch.save(unianimate_state_dict(seed=seed + 1, **widths), paths["unianimate"])

@@ -281,6 +281,73 @@ def _realisdance(name: str, frames: int, note: str) -> Workflow:
     ]))
 
 
+STEADYDANCER_NOTE = """SteadyDancer animation (PoseAnimate)
+
+Model files (ComfyUI/models/<folder>/):
+- diffusion_models/: SteadyDancer's transformer, from Hugging Face MCG-NJU/SteadyDancer-14B (put its files in
+  diffusion_models/ and pick diffusion_pytorch_model.safetensors.index.json), or kijai's single file
+  Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors (here)
+- vae/wan_2.1_vae.safetensors, text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors,
+  clip_vision/clip_vision_h.safetensors: Comfy-Org/Wan_2.1_ComfyUI_repackaged
+- poseanimate_pose/yolox_l.onnx, dw-ll_ucoco_384.onnx: yzd-v/DWPose
+
+Image-to-video: the character image is the first frame, so its identity and framing hold. The driving poses
+are aligned to the character's pose on the first frame (Retarget Poses, method steadydancer: SteadyDancer's
+pose_align) and drawn at the character's size; the same poses distorted at random per frame
+(steadydancer_negative, as pose_align_withdiffaug.py) are the negative poses of SteadyDancer's pose guidance
+(pose_cfg on the conditioning, on steps 10%-40%). Sampler: UniPC, cfg 5, shift 5, 40 steps, as
+generate_dancer.py."""
+
+
+def _steadydancer(name: str, frames: int, note: str) -> Workflow:
+    """SteadyDancer: the character as the first frame, aligned pose video (and unaligned negative poses)."""
+    size = {"width": 576, "height": 1024}
+    return Workflow(name, [
+        Node(1, "LoadVideo", (40, 80), widgets={"file": "driving_video.mp4"}, size=(320, 360)),
+        Node(2, "GetVideoComponents", (400, 80), links={"video": (1, 0)}),
+        Node(3, "LoadImage", (40, 480), widgets={"image": "reference.png"}, size=(320, 360)),
+        Node(4, "ImageScale", (400, 480), links={"image": (3, 0)},
+             widgets={"upscale_method": "lanczos", **size, "crop": "center"}),
+        Node(5, "PoseAnimatePoseModelLoader", (400, 260),
+             widgets={"detector": "yolox_l.onnx", "keypoint_model": "dw-ll_ucoco_384.onnx", "device": "auto"}),
+        Node(6, "PoseAnimateExtractPoses", (760, 80), links={"images": (2, 0), "pose_model": (5, 0), "fps": (2, 2)},
+             title="Extract Poses (driving video)", size=(360, 620)),
+        Node(7, "PoseAnimateExtractPoses", (760, 740), links={"images": (4, 0), "pose_model": (5, 0)},
+             title="Extract Poses (character)", size=(360, 620)),
+        Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
+             widgets={"method": "steadydancer"}),
+        Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
+             widgets={"style": "openpose", **size}, title="Render Poses (aligned)", size=(340, 620)),
+        Node(26, "PoseAnimateRetargetPoses", (1160, 1060),
+             links={"driving_poses": (6, 0), "reference_pose": (7, 0)}, widgets={"method": "steadydancer_negative"},
+             title="Retarget Poses (negative poses)"),
+        Node(10, "PoseAnimateRenderPoses", (1160, 1380), links={"poses": (26, 0)},
+             widgets={"style": "openpose", **size}, title="Render Poses (negative)", size=(340, 620)),
+        *_encoders(11, "a person dancing, natural motion, detailed face and hands, high quality", NEGATIVE_PROMPT,
+                   (4, 0), vision_title="CLIP Vision Encode (character)"),
+        Node(16, "ImageFromBatch", (1540, 1300), links={"image": (9, 0)}, widgets={"batch_index": 0, "length": 1},
+             title="First pose frame"),
+        Node(17, "CLIPVisionEncode", (1540, 1000), links={"clip_vision": (14, 0), "image": (16, 0)},
+             widgets={"crop": "none"}, title="CLIP Vision Encode (first pose frame)"),
+        Node(18, "PoseAnimateVAELoader", (1540, 1160), widgets={"vae_name": "wan_2.1_vae.safetensors"}),
+        Node(19, "PoseAnimateSteadyDancerLoader", (1920, 80),
+             widgets={"dit_name": "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors"}),
+        Node(20, "PoseAnimateSteadyDancerConditioning", (1920, 300),
+             links={"steadydancer": (19, 1), "vae": (18, 0), "positive": (12, 0), "negative": (13, 0),
+                    "reference_image": (4, 0), "pose_video": (9, 0), "clip_vision_output": (15, 0),
+                    "negative_pose_video": (10, 0), "pose_clip_vision_output": (17, 0)},
+             widgets={"frames": frames}, size=(380, 480)),
+        Node(21, "PoseAnimateSampler", (2340, 80), links={"dit": (19, 0), "conditioning": (20, 0)},
+             widgets={"seed": 42, "steps": 40, "cfg": 5.0, "shift": 5.0, "scheduler": "unipc",
+                      "blending": "linear"}, size=(340, 420)),
+        Node(22, "PoseAnimateVAEDecode", (2340, 560), links={"samples": (21, 0), "vae": (18, 0)}),
+        Node(23, "CreateVideo", (2720, 80), links={"images": (22, 0), "fps": (2, 2)}),
+        Node(24, "SaveVideo", (2720, 240), links={"video": (23, 0)},
+             widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
+        Note(25, (40, 900), note, size=(680, 420)),
+    ])
+
+
 ANIMATE_NOTE = """Wan2.2-Animate, {mode} (PoseAnimate)
 
 Model files (ComfyUI/models/<folder>/):
@@ -372,6 +439,7 @@ WORKFLOWS += [
         "UniAnimate-DiT, long video (PoseAnimate): frames 0 = the whole driving video, in windows of 81 frames; "
         "Color Match pulls each window's colours towards the character's and logs the drift")),
     _realisdance("realisdance", 81, REALISDANCE_NOTE),
+    _steadydancer("steadydancer", 81, STEADYDANCER_NOTE),
     _wan_animate("wan_animate", replacement=False),
     _wan_animate("wan_animate_replacement", replacement=True),
 ]

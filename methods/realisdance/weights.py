@@ -24,7 +24,7 @@ from typing import Sequence, Union
 import torch
 
 from ...errors import InputError
-from ...models.checkpoint.identify import sample_keys
+from ...models.checkpoint.identify import method_of_keys, sample_keys
 from ...models.checkpoint.wan_dit import WanCheckpointInfo, load_wan_dit, scan_checkpoint
 from ...models.wan.dit import WanDiT
 from .layers import (CLASS_DEFAULT_SHIFTS, LAYER_NAMES, LAYER_PREFIXES, RealisDanceLayers, RopeShifts,
@@ -61,9 +61,10 @@ def check_realisdance_file(path_or_paths: PathLike | Sequence[PathLike]) -> tupl
         missing = [name for name in LAYER_NAMES if name not in found]
         name = f"model file '{scan.files.name}'"
         if len(missing) == len(LAYER_NAMES):
-            raise InputError(name, f"is a plain Wan {'' if scan.layout == 'official' else scan.layout + ' '}DiT "
-                             "without RealisDance-DiT's layers (no add_conv_in, add_proj or attn_conv_in tensors)",
-                             EXPECTED_FILE)
+            what = method_of_keys(scan.weights) or \
+                f"a plain Wan {'' if scan.layout == 'official' else scan.layout + ' '}DiT"
+            raise InputError(name, f"is {what}, without RealisDance-DiT's layers (no add_conv_in, add_proj or "
+                             "attn_conv_in tensors)", EXPECTED_FILE)
         if missing:
             raise InputError(name, f"has only part of RealisDance-DiT's layers: {', '.join(missing)} missing "
                              f"(found {sample_keys(scan.extra)})", EXPECTED_FILE)

@@ -29,6 +29,27 @@ _KINDS = (
 )
 
 
+# Wan DiTs of a method (tensors beside the plain DiT's): what they are, a pattern over official key names
+_METHOD_DITS = (
+    ("a SteadyDancer DiT (load it with the SteadyDancer loader)",
+     re.compile(r"^(patch_embedding_fuse|patch_embedding_ref_c|condition_embedding_(spatial|temporal|align))\.")),
+    ("a RealisDance-DiT transformer (load it with the RealisDance loader)",
+     re.compile(r"^(add_conv_in|add_proj|attn_conv_in)\.")),
+    ("a Wan2.2-Animate DiT (load it with the Wan-Animate loader)",
+     re.compile(r"^(pose_patch_embedding|motion_encoder|face_adapter|face_encoder)\.")),
+    ("a Wan VACE DiT", re.compile(r"^vace_(blocks|patch_embedding)\.")),
+)
+
+
+def method_of_keys(keys: Iterable[str]) -> str | None:
+    """'a SteadyDancer DiT (load it with ...)' when official ``keys`` hold a method's own tensors, else None."""
+    keys = list(keys)
+    for what, pattern in _METHOD_DITS:
+        if any(pattern.search(k) for k in keys):
+            return what
+    return None
+
+
 def sample_keys(keys: Iterable[str], count: int = 4) -> str:
     """A few key names for a message."""
     keys = sorted(keys)

@@ -28,7 +28,7 @@ from ..wan.config import WanDiTConfig, infer_config
 from .convert import FLOAT_STORAGE, FP8_COMPUTE, attach_scales, check_tensors, convert_weights
 from .fp8 import (SCALED_FP8_MARKER, canonical_scale_key, check_layer_format, decode_layer_format, expected_shapes,
                   header_layer_formats, is_fp8, layer_format_module, marker_dtype, split_scale_key)
-from .identify import ANIMATE2, animate2_evidence, describe_checkpoint, sample_keys
+from .identify import ANIMATE2, animate2_evidence, describe_checkpoint, method_of_keys, sample_keys
 from .safetensors_files import CheckpointFiles, PathLike, TensorReader, resolve_checkpoint
 from .wan_keys import to_official_keys
 
@@ -169,7 +169,13 @@ def checkpoint_num_heads(scan: CheckpointScan) -> tuple[int | None, str]:
 
 
 def check_keys(scan: CheckpointScan, expected: Mapping[str, tuple[int, ...]], kind: str) -> None:
-    """Raise an InputError naming missing, unexpected and mis-shaped tensors (:func:`~.convert.check_tensors`)."""
+    """Raise an InputError naming missing, unexpected and mis-shaped tensors (:func:`~.convert.check_tensors`);
+    a file of another method (tensors of its own beside the DiT's) is named as such."""
+    unexpected = [k for k in scan.weights if k not in expected]
+    method = method_of_keys(unexpected)
+    if method is not None:
+        raise InputError(f"model file '{scan.files.name}'", f"is {method}, not a plain {kind} Wan DiT (it holds "
+                         f"{sample_keys(unexpected)})", "a plain Wan DiT for this loader")
     check_tensors(scan.shapes(), expected, f"model file '{scan.files.name}'", f"{kind} Wan DiT",
                   "a complete, unmodified Wan DiT checkpoint (all shards, none from another model size; VACE, "
                   "Animate and other variants load through their own loaders)",

@@ -13,6 +13,11 @@ RealisDance, Wan-Animate) never fork this file; they fill a
 * ``block_adapters``: callables run after chosen blocks, ``x = f(x, ctx)``;
 * ``block_forward``: how each block runs, for a method with a second token stream feeding the
   self-attention (Animate-2's pose branch): ``f(index, block, tokens, stack)``.
+* ``latent_tokens``: callables of the noisy latent ``x`` (before ``y`` is
+  concatenated) whose tokens are added like ``added_tokens`` (SteadyDancer's
+  pose, aligned to the latent at every step);
+* ``image_features``: more CLIP features, embedded by ``img_emb`` and summed
+  with the main image tokens (SteadyDancer's first pose frame).
 
 ``forward(..., on_block=...)`` is called before each block, so a sampler can
 check for interruption every block.
@@ -98,6 +103,8 @@ class DiTExtensions:
     extra_tokens: list[ExtraTokens] = field(default_factory=list)
     block_adapters: dict[int, list[BlockAdapter]] = field(default_factory=dict)
     block_forward: BlockForward | None = None  # replaces each block's plain call (one per forward)
+    latent_tokens: list[Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=list)
+    image_features: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -217,6 +224,7 @@ class WanDiT(nn.Module):
         ext = ext or DiTExtensions()
         cdt = self.compute_dtype
         t = self._check_inputs(x, t, context, clip_fea, y)
+        latent = x
         if y is not None:
             x = torch.cat([x, y.to(x.dtype)], dim=1)
         tokens = self.patch_embedding(x.to(cdt)).float()
@@ -225,6 +233,9 @@ class WanDiT(nn.Module):
         batch, n_video = tokens.shape[:2]
         for i, added in enumerate(ext.added_tokens):
             tokens = tokens + self._check_added(i, added, batch, n_video).to(tokens.device)
+        for i, make in enumerate(ext.latent_tokens):
+            added = make(latent)
+            tokens = tokens + self._check_added(len(ext.added_tokens) + i, added, batch, n_video).to(tokens.device)
         extras = [self._check_extra(i, extra, batch) for i, extra in enumerate(ext.extra_tokens)]
         stray = sorted(i for i in ext.block_adapters if not 0 <= i < len(self.blocks))
         if stray:
@@ -237,6 +248,12 @@ class WanDiT(nn.Module):
         time = self._time_modulation(t, extras, n_video, tokens.device)
         text = self._embed_text(context.to(tokens.device)).expand(batch, -1, -1)
         image = self.img_emb(clip_fea.to(tokens.device, cdt)) if clip_fea is not None else None
+        for features in ext.image_features:
+            if image is None or features.shape != clip_fea.shape:
+                main = None if clip_fea is None else tuple(clip_fea.shape)
+                raise ExtensionError("image features", f"have shape {tuple(features.shape)}",
+                                     f"the shape of the main CLIP features {main}")
+            image = image + self.img_emb(features.to(tokens.device, cdt))
         streamer = self.block_streamer
         blocks = self.blocks if streamer is None else streamer.sequence()
         stack = BlockStack(blocks, time, rope, text, image, self.attention, cdt, grid, n_video,

@@ -184,6 +184,39 @@ def test_added_tokens_equal_embedding_a_changed_latent(t2v, t2v_inputs):
     assert relative_error(out, run(t2v, **dict(t2v_inputs, x=x + dx))) < 1e-5
 
 
+def test_latent_tokens_see_the_noisy_latent_and_equal_added_tokens(t2v, t2v_inputs):
+    """A latent_tokens callable gets ``x`` itself (before any ``y``) and adds like added_tokens."""
+    seen = []
+    x = t2v_inputs["x"]
+    shift = 0.3 * torch.randn(1, 1, 128, generator=torch.Generator().manual_seed(5))
+
+    def tokens(latent):
+        seen.append(latent)
+        return shift * latent.mean()
+
+    out = run(t2v, DiTExtensions(latent_tokens=[tokens]), **t2v_inputs)
+    assert seen[0] is x
+    assert torch.equal(out, run(t2v, DiTExtensions(added_tokens=[shift * x.mean()]), **t2v_inputs))
+    with pytest.raises(ExtensionError, match=r"added tokens 0 have shape \(2, 35, 128\)"):
+        run(t2v, DiTExtensions(latent_tokens=[lambda latent: torch.zeros(2, 35, 128)]), **t2v_inputs)
+
+
+def test_image_features_are_embedded_and_summed_with_the_clip_tokens(fixture):
+    """img_emb(a) + img_emb(b) (SteadyDancer's reference and first pose frame): the same as adding the second
+    embedding by hand through the image tokens the blocks read."""
+    model = build(fixture, "i2v").eval()
+    good = inputs(fixture, "i2v", 1)
+    other = torch.randn(good["clip_fea"].shape, generator=torch.Generator().manual_seed(6))
+    seen = []
+    runner = lambda stack, tokens: (seen.append(stack.image), stack.run(tokens))[1]  # noqa: E731
+    with torch.no_grad():
+        model(**good, ext=DiTExtensions(image_features=[other]), runner=runner)
+        expected = model.img_emb(good["clip_fea"]) + model.img_emb(other)
+    assert torch.equal(seen[0], expected)
+    with pytest.raises(ExtensionError, match="image features have shape"):
+        run(model, DiTExtensions(image_features=[other[:, :5]]), **good)
+
+
 def _video_tokens(model, x):
     with torch.no_grad():
         return model.patch_embedding(x).flatten(2).transpose(1, 2)

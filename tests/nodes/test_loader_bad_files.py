@@ -12,6 +12,7 @@ from poseanimate.errors import InputError
 from poseanimate.nodes.dit_loaders import PoseAnimateDiTLoader, PoseAnimateLoRA
 from poseanimate.nodes.pose_extract_nodes import PoseAnimatePoseModelLoader
 from poseanimate.nodes.realisdance_nodes import PoseAnimateRealisDanceLoader
+from poseanimate.nodes.steadydancer_nodes import PoseAnimateSteadyDancerLoader
 from poseanimate.nodes.unianimate_nodes import PoseAnimateUniAnimateLoader
 from poseanimate.nodes.vae_nodes import PoseAnimateVAELoader
 from poseanimate.nodes.wan_animate_nodes import PoseAnimateRelightLoRA, PoseAnimateWanAnimateLoader
@@ -55,6 +56,8 @@ LOADERS = {
     "Load UniAnimate-DiT": ("unianimate", lambda h, n: PoseAnimateUniAnimateLoader().load(h["dit"], n, 1.0)),
     "Load RealisDance-DiT": (
         "realisdance", lambda h, n: PoseAnimateRealisDanceLoader().load(n, "fp32", "fp32", "sdpa")),
+    "Load SteadyDancer": (
+        "steadydancer", lambda h, n: PoseAnimateSteadyDancerLoader().load(n, "fp32", "fp32", "sdpa")),
     "Load Wan2.2-Animate": ("animate", lambda h, n: PoseAnimateWanAnimateLoader().load(n, "fp32", "fp32", "sdpa")),
     "Wan DiT LoRA": ("relight", lambda h, n: PoseAnimateLoRA().apply(h["dit"], n, 1.0)),
     "Relighting LoRA": (

@@ -20,6 +20,7 @@ from poseanimate.nodes.pose_render_nodes import (STYLES, PoseAnimateFaceCrops, P
 from poseanimate.pose import keypoints as kp
 from poseanimate.pose.people import fill_empty_frames, select_people
 from poseanimate.pose.retarget import retarget_unianimate, retarget_wan_animate
+from poseanimate.pose.retarget_steadydancer import retarget_steadydancer
 from poseanimate.pose.smoothing import one_euro
 
 pytest.importorskip("cv2")
@@ -236,7 +237,8 @@ def test_extract_bad_inputs(handles, change, name):
 
 
 # ---------------------------------------------------------------- retargeting
-@pytest.mark.parametrize("method", ["unianimate", "wan_animate", "unianimate_reference", "wan_animate_reference"])
+@pytest.mark.parametrize("method", ["unianimate", "wan_animate", "unianimate_reference", "wan_animate_reference",
+                                    "steadydancer"])
 def test_retarget_equals_the_core(method, caplog):
     driving, reference = _driving_and_reference()
     compat = method.endswith("_reference")
@@ -246,7 +248,9 @@ def test_retarget_equals_the_core(method, caplog):
             kp.to_pose_keypoint(driving), kp.to_pose_keypoint([reference]),
             **dict(RETARGET, method=method, keep_bone_lengths=False, unianimate_space=space, wan_min_confidence=0.1,
                    wan_hand_threshold=0.5))
-    if method.startswith("unianimate"):
+    if method == "steadydancer":
+        expected = retarget_steadydancer(driving, reference)
+    elif method.startswith("unianimate"):
         expected = retarget_unianimate(driving, reference, space=space, keep_bone_lengths=False,
                                        reference_compat=compat)
     else:

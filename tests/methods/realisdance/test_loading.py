@@ -84,7 +84,7 @@ def test_rope_switches_come_from_config_json(released, tmp_path, caplog, written
 def test_a_plain_wan_folder_is_refused_before_loading(released, tmp_path):
     state, config = released
     write_folder(state, config | {"_class_name": "WanTransformer3DModel"}, tmp_path, drop=LAYER_PREFIXES)
-    with pytest.raises(InputError, match="plain Wan diffusers DiT without RealisDance-DiT's layers"):
+    with pytest.raises(InputError, match="plain Wan diffusers DiT, without RealisDance-DiT's layers"):
         load_realisdance(tmp_path)
 
 
