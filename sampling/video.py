@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from ..parallel.launch import active_layout, block_runner, guidance_split
+from ..parallel.layout import ParallelLayout
 from .conditioning import MethodConditioning
 from .guidance import Guidance
 from .loop import ProgressFn, StepCallback, VelocityFn, interrupt_check, make_noise, sample
@@ -89,7 +91,8 @@ def progress_text(step: int, steps: int, window: int, windows: int) -> str:
 def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, cfg_scale: float, seed: int,
                  windows: WindowSettings | None = None, *, progress: ProgressFn | None = None,
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
-                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None) -> torch.Tensor:
+                 check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
+                 layout: ParallelLayout | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -109,6 +112,10 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     here, so no residual crosses calls (Wan2.2-Animate clips), and told the guidance branch, the window and
     the step before every forward, so each branch and window keeps its own state; its counts add up over
     calls (``cache.report()``).
+
+    ``layout`` (default: the process's active one, see parallel/launch.py) spreads each forward's
+    sequence over its group of processes and, with CFG parallelism, the two branches over two groups;
+    every process returns the same latent.
     """
     check_interrupt = interrupt_check(check_interrupt)
     if progress is None and window_progress is not None:
@@ -116,11 +123,12 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     geometry = conditioning.geometry
     if cache is not None:
         cache.reset()
-    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt(), runner=cache)
+    layout = layout if layout is not None else active_layout()
+    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt(), runner=block_runner(layout, cache))
     steps = scheduler.steps
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
-    guidance = Guidance(positive, negative, cfg_scale)
+    guidance = Guidance(positive, negative, cfg_scale, split=guidance_split(layout))
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 

@@ -137,10 +137,13 @@ class WanBlock(nn.Module):
         self.modulation = _parameter((1, 6, dim), 0.0, device, dtype)
 
     def forward(self, x: torch.Tensor, time: TimeModulation, rope: RopeRotation, context: torch.Tensor,
-                context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype) -> torch.Tensor:
-        """``x``: float32 ``[B, L, dim]`` residual stream; returns the same."""
+                context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype,
+                self_attend: Attend | None = None) -> torch.Tensor:
+        """``x``: float32 ``[B, L, dim]`` residual stream; returns the same. ``self_attend`` (default
+        ``attend``) runs self-attention only: a sequence-parallel stack exchanges tokens there, while
+        cross-attention and the FFN stay local to each process's slice."""
         e = time.rows(self.modulation)  # 0,1,2: shift, scale, gate of self-attn; 3,4,5: of the ffn
-        y = self.self_attn((self.norm1(x) * (1 + e(1)) + e(0)).to(cdt), rope, attend)
+        y = self.self_attn((self.norm1(x) * (1 + e(1)) + e(0)).to(cdt), rope, self_attend or attend)
         x = x + y.float() * e(2)
         x = x + self.cross_attn(self.norm3(x.to(cdt)), context, context_img, attend).float()
         y = self.ffn((self.norm2(x) * (1 + e(4)) + e(3)).to(cdt))

@@ -1,0 +1,130 @@
+"""Every method's tiny model and conditioning from its committed parity fixture, rebuilt the same way in
+the test process and in each spawned rank (plain module: spawned ranks import it by name)."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TESTS = Path(__file__).resolve().parents[1]
+FIXTURES = TESTS / "fixtures"
+ROOT = TESTS.parent
+
+
+def load_pack() -> None:
+    """Import the pack as ``poseanimate`` (what conftest.py does for the test process)."""
+    if "poseanimate" in sys.modules:
+        return
+    sys.path.insert(0, str(ROOT))
+    import standalone
+    sys.path.remove(str(ROOT))
+    standalone.load_pack()
+
+
+@dataclass
+class Case:
+    name: str
+    model: Any  # WanDiT
+    conditioning: Any  # MethodConditioning
+    x: torch.Tensor
+    t: torch.Tensor
+    cfg: float
+
+
+def _prefixed(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def unianimate(workdir: Path) -> Case:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from poseanimate.methods.unianimate import build_unianimate_conditioning, load_unianimate
+    from poseanimate.models.lora import merge_loras
+    from poseanimate.models.wan.config import infer_config
+    from poseanimate.models.wan.dit import WanDiT
+    path = FIXTURES / "unianimate_parity.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    t = load_file(str(path))
+    sd = {k: v.float() for k, v in _prefixed(t, "dit/").items()}
+    model = WanDiT(infer_config(sd, num_heads=int(metadata["num_heads"])), device="meta")
+    model.load_state_dict(sd, strict=True, assign=True)
+    ckpt = workdir / "UniAnimate-Wan2.1-14B-Lora-12000.ckpt"
+    torch.save(_prefixed(t, "lora/"), str(ckpt))
+    weights = load_unianimate(ckpt, model)
+    merge_loras(model, [(weights.lora, 1.0)])
+    cond = build_unianimate_conditioning(weights.encoders, t["ref_latent"], t["ref_pose"].float() / 255.0,
+                                         t["short/pose"].float() / 255.0, t["context"], t["negative_context"],
+                                         t["clip_fea"], frames=t["short/pose"].shape[0])
+    return Case("unianimate", model.eval(), cond, t["short/call_x"], t["short/call_t"], float(metadata["cfg"]))
+
+
+def realisdance(workdir: Path) -> Case:
+    sys.path.insert(0, str(TESTS / "methods" / "realisdance"))
+    from realisdance_fixture import load_fixture, transformer_state, write_folder
+    from poseanimate.methods.realisdance import RopeShifts, build_realisdance_conditioning, load_realisdance
+    t, metadata = load_fixture()
+    root = write_folder(transformer_state(t), json.loads(metadata["transformer_config"]), workdir / "realisdance")
+    model = load_realisdance(root, storage_dtype="fp32")
+    shifts = RopeShifts(*(c == "1" for c in metadata["sample_shifts"]))
+    cond = build_realisdance_conditioning(model.layers, t["sample/pose_latents"], t["sample/ref_latent"],
+                                          t["context"], t["negative_context"], t["clip_fea"], t["negative_clip_fea"],
+                                          t["sample/zero_ref_latent"], t["sample/y"][:, 4:], shifts=shifts)
+    return Case("realisdance", model.dit.eval(), cond, t["sample/positive_x"], t["sample/positive_t"],
+                float(metadata["cfg"]))
+
+
+def wan_animate(workdir: Path) -> Case:
+    sys.path.insert(0, str(FIXTURES))
+    import wan_animate_tiny as tiny
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from poseanimate.methods.wan_animate import AnimateModules, build_animate_conditioning
+    from poseanimate.methods.wan_animate.modules import split_animate_tensors
+    from poseanimate.models.wan.config import infer_config
+    from poseanimate.models.wan.dit import WanDiT
+    path = FIXTURES / "wan_animate_parity.safetensors"
+    with safe_open(str(path), "pt") as f:
+        shapes = json.loads(f.metadata()["dit_shapes"])
+    fx = load_file(str(path))
+    animate, dit_sd = split_animate_tensors(tiny.formula_state_dict(shapes))
+    dit = WanDiT(infer_config(dit_sd, num_heads=tiny.HEADS), device="meta")
+    dit.load_state_dict(dit_sd, strict=True, assign=True)
+    modules = AnimateModules.from_state_dict(animate, tiny.HEADS)
+    faces = (fx["dit/face_pixels"][0].permute(1, 2, 3, 0) + 1.0) / 2.0
+    cond = build_animate_conditioning(modules, fx["dit/y"], fx["dit/pose_latents"], faces, fx["dit/context"],
+                                      negative_context=fx["dit/context"] * 0.5, clip_fea=fx["dit/clip_fea"])
+    return Case("wan_animate", dit.eval(), cond, fx["dit/x"], fx["dit/t"], 2.0)
+
+
+BUILDERS = {"unianimate": unianimate, "realisdance": realisdance, "wan_animate": wan_animate}
+
+
+def build_cases() -> list[Case]:
+    load_pack()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        return [build(Path(tmp)) for build in BUILDERS.values()]
+
+
+def velocities(case: Case, layout) -> dict[str, torch.Tensor]:
+    """The positive and negative branch's velocity at the fixture's (x, t), split as ``layout`` says."""
+    from poseanimate.parallel.launch import block_runner
+    from poseanimate.sampling.wan_denoiser import WanDenoiser
+    denoiser = WanDenoiser(case.model, on_block=lambda _i: None, runner=block_runner(layout))
+    return {f"{case.name}/{'positive' if positive else 'negative'}":
+            denoiser(case.x, case.t, case.conditioning.branch(positive, 0, 4)) for positive in (True, False)}
+
+
+def sampled(case: Case, layout, steps: int = 4) -> torch.Tensor:
+    """A 4-step guided run through sample_video (the entry point every sampler node calls)."""
+    from poseanimate.sampling.schedulers import make_scheduler
+    from poseanimate.sampling.video import sample_video
+    case.conditioning.clear_cache()
+    return sample_video(case.model, case.conditioning, make_scheduler("euler", steps, 5.0), case.cfg, 7,
+                        progress=lambda *_: None, check_interrupt=lambda: None, layout=layout)
