@@ -47,6 +47,7 @@ from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.tiny_models.model_files import DIT_FILE, UNIANIMATE_FILE, VAE_FILE, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.latent_space import is_frame_count, nearest_frame_counts  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
+from poseanimate.parallel import cli as parallel  # noqa: E402
 from poseanimate.sampling.schedulers import SCHEDULER_NAMES, make_scheduler  # noqa: E402
 from poseanimate.sampling.step_cache import CACHE_NAMES, make_step_cache  # noqa: E402
 from poseanimate.sampling.video import WindowSettings, sample_video  # noqa: E402
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=21, help="latent frames per window (21 = 81 frames)")
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg-parallel", action="store_true",
+                   help="under torchrun: the two guidance branches on two halves of the processes")
     p.add_argument("--fps", type=float, default=16.0)
     p.add_argument("--out", default="output/animation.mp4", help="the video to write (.mp4)")
     p.add_argument("--latent-out", help="also save the latent (.safetensors), e.g. to compare runs")
@@ -229,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.TemporaryDirectory(prefix="poseanimate-tiny-") if tiny else None
     try:
         check_numbers(args)
+        parallel.start(args.cfg_parallel)  # torchrun --nproc-per-node N: split the work, rank 0 writes
         if tiny:
             print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
                   "(the real code runs end to end, but the video is noise, not an animation).")
@@ -266,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(cache.report())
         finally:
             merged.restore()
+        if not parallel.is_main():
+            return 0
         images = decode_to_images(vae, latent)
         out = Path(args.out)
         write_video(images, out, args.fps)
@@ -280,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
+        parallel.stop()
         if workdir is not None:
             workdir.cleanup()
 
