@@ -80,7 +80,7 @@ def make_layout(cfg_degree: int = 1, mode: str = "auto") -> ParallelLayout:
     if cfg_degree not in (1, 2):
         raise InputError("CFG parallel degree", f"{cfg_degree} is not 1 or 2", "1 (off) or 2 (one branch per group)")
     if world % cfg_degree:
-        raise InputError("GPUs", f"{world} processes cannot form {cfg_degree} equal guidance groups",
+        raise InputError("GPUs", f"CFG parallelism splits the processes into two groups, and {world} is odd",
                          "an even number of processes for CFG parallelism, or CFG parallelism off")
     size = world // cfg_degree
     if cfg_degree == 1:

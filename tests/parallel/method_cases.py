@@ -121,10 +121,13 @@ def velocities(case: Case, layout) -> dict[str, torch.Tensor]:
             denoiser(case.x, case.t, case.conditioning.branch(positive, 0, 4)) for positive in (True, False)}
 
 
-def sampled(case: Case, layout, steps: int = 4) -> torch.Tensor:
-    """A 4-step guided run through sample_video (the entry point every sampler node calls)."""
+def sampled(case: Case, layout, steps: int = 4, cache: str = "none") -> torch.Tensor:
+    """A 4-step guided run through sample_video (the entry point every sampler node calls), optionally
+    with a step cache deciding per step (its decisions must agree on every rank)."""
     from poseanimate.sampling.schedulers import make_scheduler
+    from poseanimate.sampling.step_cache import make_step_cache
     from poseanimate.sampling.video import sample_video
     case.conditioning.clear_cache()
     return sample_video(case.model, case.conditioning, make_scheduler("euler", steps, 5.0), case.cfg, 7,
-                        progress=lambda *_: None, check_interrupt=lambda: None, layout=layout)
+                        progress=lambda *_: None, check_interrupt=lambda: None, layout=layout,
+                        cache=make_step_cache(cache, 0.5, start=1) if cache != "none" else None)

@@ -19,12 +19,13 @@ def run_rank(rank: int, world: int, port: int, out: str, jobs: tuple[str, ...]) 
         results: dict[str, torch.Tensor] = {}
         for job in jobs:
             kind, _, mode = job.partition(":")
-            layout = make_layout(2 if kind == "cfg" else 1, mode or "auto")
+            layout = make_layout(2 if kind == "cfg" else 1, "auto" if kind == "cache" else mode or "auto")
             for case in cases:
                 if kind == "velocity":
                     results.update({f"{job}/{k}": v for k, v in method_cases.velocities(case, layout).items()})
                 else:
-                    results[f"{job}/{case.name}"] = method_cases.sampled(case, layout)
+                    cache = mode if kind == "cache" else "none"
+                    results[f"{job}/{case.name}"] = method_cases.sampled(case, layout, cache=cache)
         torch.save(results, str(Path(out) / f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

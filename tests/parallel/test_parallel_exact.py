@@ -7,7 +7,8 @@ adapters), compute both branches' velocity and a 4-step guided run under the lay
 
 * 2 ranks: Ulysses (2 heads over 2 ranks), the ring forced, CFG-parallel (one branch per rank);
 * 3 ranks: the ring (2 heads do not split over 3), uneven slices (18 tokens: 6/6/6 cross no frame
-  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off).
+  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off), and a
+  step cache (EasyCache) wrapped by the sequence-parallel runner: every rank skips the same steps.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import method_cases  # noqa: E402
 import rank_worker  # noqa: E402
 
 TOLERANCE = 1e-5
-JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg"), 3: ("velocity", "sample")}
+JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg"), 3: ("velocity", "sample", "cache:easycache")}
+CACHE = "easycache"
 
 
 def free_port() -> int:
@@ -44,6 +46,7 @@ def serial():
     for case in cases:
         results.update(method_cases.velocities(case, None))
         results[f"sample/{case.name}"] = method_cases.sampled(case, None)
+        results[f"cache:{CACHE}/{case.name}"] = method_cases.sampled(case, None, cache=CACHE)
     return results
 
 
@@ -58,7 +61,7 @@ def test_ranks_give_the_serial_velocities_and_videos(world, serial, tmp_path):
         for other in ranks[1:]:
             assert torch.equal(other[key], value), f"{key}: ranks disagree"
         job, _, name = key.partition("/")
-        reference = serial[f"sample/{name}"] if job in ("sample", "cfg") else serial[name]
+        reference = serial[f"sample/{name}"] if job in ("sample", "cfg") else serial.get(key, serial.get(name))
         err = relative_error(value, reference)
         assert err < TOLERANCE, (key, err)
         checked += 1
