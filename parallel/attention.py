@@ -46,9 +46,12 @@ class UlyssesAttention:
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.yunchang is not None and q.is_cuda:
-            a2a = self.yunchang.apply
-            q, k, v = (a2a(self.group.group, t.contiguous(), 2, 1) for t in (q, k, v))
-            return a2a(self.group.group, self.local(q, k, v).contiguous(), 1, 2)
+            try:
+                a2a = self.yunchang.apply
+                q2, k2, v2 = (a2a(self.group.group, t.contiguous(), 2, 1) for t in (q, k, v))
+                return a2a(self.group.group, self.local(q2, k2, v2).contiguous(), 1, 2)
+            except TypeError:  # another yunchang generation's signature: found before anything is sent,
+                self.yunchang = None  # alike on every rank (all run the same install)
         q, k, v = sequence_to_heads(torch.stack([q, k, v]), self.group, self.sizes).unbind(0)
         return heads_to_sequence(self.local(q, k, v), self.group, self.sizes)
 

@@ -120,3 +120,11 @@ def test_cfg_parallel_needs_an_even_number_of_processes(monkeypatch):
         assert layout.is_main and layout.sequence.size == 1
     finally:
         dist.destroy_process_group()
+
+
+def test_cost_model_counts_the_14b_forward_and_the_ulysses_bytes():
+    from poseanimate.parallel.cost import WAN_14B, forward_flops, ring_bytes_per_block, ulysses_bytes_per_block
+    assert abs(forward_flops(WAN_14B, 32760) / 1.686e15 - 1) < 0.01  # ~1,686 TFLOP at 480p x 81
+    assert ulysses_bytes_per_block(WAN_14B, 32760, 1) == 0
+    assert ulysses_bytes_per_block(WAN_14B, 32760, 2) == 4 * 16380 * 5120 * 2 / 2
+    assert ring_bytes_per_block(WAN_14B, 32760, 2) == ulysses_bytes_per_block(WAN_14B, 32760, 2)
