@@ -34,6 +34,7 @@ class Case:
     x: torch.Tensor
     t: torch.Tensor
     cfg: float
+    windows: Any = None  # WindowSettings: the video sampled window by window
 
 
 def _prefixed(tensors: dict, prefix: str) -> dict:
@@ -61,7 +62,14 @@ def unianimate(workdir: Path) -> Case:
     cond = build_unianimate_conditioning(weights.encoders, t["ref_latent"], t["ref_pose"].float() / 255.0,
                                          t["short/pose"].float() / 255.0, t["context"], t["negative_context"],
                                          t["clip_fea"], frames=t["short/pose"].shape[0])
-    return Case("unianimate", model.eval(), cond, t["short/call_x"], t["short/call_t"], float(metadata["cfg"]))
+    long = build_unianimate_conditioning(weights.encoders, t["ref_latent"], t["ref_pose"].float() / 255.0,
+                                         t["long/pose"].float() / 255.0, t["context"], t["negative_context"],
+                                         t["clip_fea"], frames=t["long/pose"].shape[0])
+    from poseanimate.sampling.video import WindowSettings
+    windows = WindowSettings(int(metadata["window"]), int(metadata["overlap"]), "unianimate")
+    return [Case("unianimate", model.eval(), cond, t["short/call_x"], t["short/call_t"], float(metadata["cfg"])),
+            Case("unianimate_windows", model, long, t["short/call_x"], t["short/call_t"], float(metadata["cfg"]),
+                 windows)]
 
 
 def realisdance(workdir: Path) -> Case:
@@ -102,20 +110,63 @@ def wan_animate(workdir: Path) -> Case:
     return Case("wan_animate", dit.eval(), cond, fx["dit/x"], fx["dit/t"], 2.0)
 
 
-BUILDERS = {"unianimate": unianimate, "realisdance": realisdance, "wan_animate": wan_animate}
+class PerTokenTimesteps:
+    """A stand-in method whose forwards take a timestep per video token and extra tokens with their own
+    timestep (the per-token modulation rows follow each rank's slice)."""
+
+    def __init__(self):
+        from poseanimate.sampling.conditioning import VideoGeometry
+        g = torch.Generator().manual_seed(11)
+        self.geometry = VideoGeometry(frames=3, height=4, width=6)
+        self.context = torch.randn(1, 5, 32, generator=g)
+        self.extra = torch.randn(1, 5, 64, generator=g)
+        self.extra_t = torch.tensor([[0.0, 100.0, 200.0, 300.0, 400.0]])
+
+    def branch(self, positive: bool, step: int, steps: int, window=None):
+        from poseanimate.models.wan.dit import DiTExtensions, ExtraTokens
+        from poseanimate.sampling.wan_denoiser import WanCond
+        positions = torch.tensor([[3, 0, i] for i in range(5)])
+        ext = DiTExtensions(extra_tokens=[ExtraTokens(self.extra, positions, self.extra_t)])
+        return WanCond(self.context * (1.0 if positive else 0.5), ext=ext)
+
+    def clear_cache(self) -> None:
+        pass
+
+
+def per_token_timesteps(workdir: Path) -> Case:
+    from poseanimate.models.wan.config import infer_config
+    from poseanimate.models.wan.dit import WanDiT
+    from poseanimate.tiny_models.wan_dit import tiny_wan_state_dict
+    state = tiny_wan_state_dict("t2v", seed=4)
+    model = WanDiT(infer_config(state, num_heads=2))
+    model.load_state_dict(state)
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 16, 3, 4, 6, generator=g)
+    t = torch.linspace(100.0, 900.0, 18)[None]  # one timestep per video token
+    return Case("per_token_t", model.eval(), PerTokenTimesteps(), x, t, 2.0)
+
+
+BUILDERS = {"unianimate": unianimate, "realisdance": realisdance, "wan_animate": wan_animate,
+            "per_token_t": per_token_timesteps}
 
 
 def build_cases() -> list[Case]:
     load_pack()
     torch.set_num_threads(1)
+    cases = []
     with tempfile.TemporaryDirectory() as tmp:
-        return [build(Path(tmp)) for build in BUILDERS.values()]
+        for build in BUILDERS.values():
+            built = build(Path(tmp))
+            cases += built if isinstance(built, list) else [built]
+    return cases
 
 
 def velocities(case: Case, layout) -> dict[str, torch.Tensor]:
     """The positive and negative branch's velocity at the fixture's (x, t), split as ``layout`` says."""
     from poseanimate.parallel.launch import block_runner
     from poseanimate.sampling.wan_denoiser import WanDenoiser
+    if case.windows is not None:
+        return {}  # sampled only
     denoiser = WanDenoiser(case.model, on_block=lambda _i: None, runner=block_runner(layout))
     return {f"{case.name}/{'positive' if positive else 'negative'}":
             denoiser(case.x, case.t, case.conditioning.branch(positive, 0, 4)) for positive in (True, False)}
@@ -129,5 +180,5 @@ def sampled(case: Case, layout, steps: int = 4, cache: str = "none") -> torch.Te
     from poseanimate.sampling.video import sample_video
     case.conditioning.clear_cache()
     return sample_video(case.model, case.conditioning, make_scheduler("euler", steps, 5.0), case.cfg, 7,
-                        progress=lambda *_: None, check_interrupt=lambda: None, layout=layout,
+                        case.windows, progress=lambda *_: None, check_interrupt=lambda: None, layout=layout,
                         cache=make_step_cache(cache, 0.5, start=1) if cache != "none" else None)

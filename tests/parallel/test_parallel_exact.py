@@ -2,13 +2,15 @@
 
 Each world size is one spawn: the ranks rebuild every method's tiny model from its parity fixture
 (UniAnimate's added pose tokens, RealisDance's appended reference tokens, Wan2.2-Animate's face
-adapters), compute both branches' velocity and a 4-step guided run under the layouts named in
-``jobs``, and save them; this process computes the same serially and compares.
+adapters) and a stand-in with a timestep per token, compute both branches' velocity and a 4-step
+guided run (UniAnimate also over context windows) under the layouts named in ``jobs``, and save
+them; this process computes the same serially and compares.
 
-* 2 ranks: Ulysses (2 heads over 2 ranks), the ring forced, CFG-parallel (one branch per rank);
+* 2 ranks: Ulysses (2 heads over 2 ranks), the ring forced, CFG-parallel (one branch per rank), and
+  a step cache (EasyCache) wrapped by the sequence-parallel runner: every rank skips the same steps;
 * 3 ranks: the ring (2 heads do not split over 3), uneven slices (18 tokens: 6/6/6 cross no frame
-  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off), and a
-  step cache (EasyCache) wrapped by the sequence-parallel runner: every rank skips the same steps.
+  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off; UniAnimate's
+  windows of 4 latent frames, 36 tokens, 12 each).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import method_cases  # noqa: E402
 import rank_worker  # noqa: E402
 
 TOLERANCE = 1e-5
-JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg"), 3: ("velocity", "sample", "cache:easycache")}
+JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg", "cache:easycache"), 3: ("velocity", "sample")}
 CACHE = "easycache"
 
 
@@ -65,4 +67,4 @@ def test_ranks_give_the_serial_velocities_and_videos(world, serial, tmp_path):
         err = relative_error(value, reference)
         assert err < TOLERANCE, (key, err)
         checked += 1
-    assert checked == sum(6 if j.startswith("velocity") else 3 for j in jobs)
+    assert checked == sum(8 if j.startswith("velocity") else 5 for j in jobs)  # 4 forwards x 2 branches; 5 runs
