@@ -129,6 +129,8 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
     guidance = Guidance(positive, negative, cfg_scale, split=guidance_split(layout))
+    if layout is not None and layout.cfg_degree == 2 and negative is None and layout.is_main:
+        log.warning("CFG parallelism with a guidance scale of 1: both groups of processes run the same branch")
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 
