@@ -92,6 +92,8 @@ class WorkerPool:
                                           device, str(timeout_s), *extra_paths], env=env, start_new_session=True)
                         for rank in range(1, processes)]
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(0)  # rank r uses GPU r (worker_main.py sets its own)
         try:
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=processes,
                                     timeout=datetime.timedelta(seconds=timeout_s))
