@@ -17,14 +17,14 @@ def run_rank(rank: int, world: int, port: int, out: str, jobs: tuple[str, ...]) 
         cases = method_cases.build_cases()
         from poseanimate.parallel.layout import make_layout
         results: dict[str, torch.Tensor] = {}
-        for job in jobs:
-            kind, _, mode = job.partition(":")
-            layout = make_layout(2 if kind == "cfg" else 1, "auto" if kind == "cache" else mode or "auto")
+        for job in jobs:  # "velocity[:mode]", "sample[:short]" (no windows), "cfg", "cache:<policy>"
+            kind, _, option = job.partition(":")
+            layout = make_layout(2 if kind == "cfg" else 1, option if kind == "velocity" and option else "auto")
             for case in cases:
                 if kind == "velocity":
                     results.update({f"{job}/{k}": v for k, v in method_cases.velocities(case, layout).items()})
-                else:
-                    cache = mode if kind == "cache" else "none"
+                elif not (option == "short" and case.windows is not None):
+                    cache = option if kind == "cache" else "none"
                     results[f"{job}/{case.name}"] = method_cases.sampled(case, layout, cache=cache)
         torch.save(results, str(Path(out) / f"rank{rank}.pt"))
     finally:

@@ -9,8 +9,8 @@ them; this process computes the same serially and compares.
 * 2 ranks: Ulysses (2 heads over 2 ranks), the ring forced, CFG-parallel (one branch per rank), and
   a step cache (EasyCache) wrapped by the sequence-parallel runner: every rank skips the same steps;
 * 3 ranks: the ring (2 heads do not split over 3), uneven slices (18 tokens: 6/6/6 cross no frame
-  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off; UniAnimate's
-  windows of 4 latent frames, 36 tokens, 12 each).
+  boundary, RealisDance's 24 + 8 reference tokens split 11/11/10 and cut the reference off; the windowed
+  run is left to 2 ranks, to keep the test short).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import method_cases  # noqa: E402
 import rank_worker  # noqa: E402
 
 TOLERANCE = 1e-5
-JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg", "cache:easycache"), 3: ("velocity", "sample")}
+JOBS = {2: ("velocity", "velocity:ring", "sample", "cfg", "cache:easycache"), 3: ("velocity", "sample:short")}
 CACHE = "easycache"
 
 
@@ -63,8 +63,10 @@ def test_ranks_give_the_serial_velocities_and_videos(world, serial, tmp_path):
         for other in ranks[1:]:
             assert torch.equal(other[key], value), f"{key}: ranks disagree"
         job, _, name = key.partition("/")
-        reference = serial[f"sample/{name}"] if job in ("sample", "cfg") else serial.get(key, serial.get(name))
+        whole_run = job in ("sample", "sample:short", "cfg")
+        reference = serial[f"sample/{name}"] if whole_run else serial.get(key, serial.get(name))
         err = relative_error(value, reference)
         assert err < TOLERANCE, (key, err)
         checked += 1
-    assert checked == sum(8 if j.startswith("velocity") else 5 for j in jobs)  # 4 forwards x 2 branches; 5 runs
+    runs = {"velocity": 8, "sample:short": 4}  # 4 forward cases x 2 branches; runs without the windowed one
+    assert checked == sum(runs.get(j, runs["velocity"] if j.startswith("velocity") else 5) for j in jobs)
