@@ -50,6 +50,7 @@ from poseanimate.tiny_models.encoders import write_tiny_encoder_files  # noqa: E
 from poseanimate.models.lora import merge_loras  # noqa: E402
 from poseanimate.tiny_models.model_files import copy_tiny_pose_models, write_tiny_model_files  # noqa: E402
 from poseanimate.models.wan.vae_streaming import decode_to_images, encode_images  # noqa: E402
+from poseanimate.parallel import cli as parallel  # noqa: E402
 from poseanimate.sampling.schedulers import make_scheduler  # noqa: E402
 from poseanimate.sampling.step_cache import check_cache_fits, make_step_cache  # noqa: E402
 from poseanimate.models.wan.block_streaming import enable_block_streaming  # noqa: E402
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = animate_args.check_args(args)  # every option, before anything is loaded
         device = animate_args.compute_device(args.device)
         frames, width, height, steps = sizes.frames, sizes.width, sizes.height, sizes.steps
+        parallel.start(args.cfg_parallel)  # torchrun --nproc-per-node N: split the work, rank 0 writes
         if tiny:
             print("NOTE: no --models given: using TINY RANDOM-WEIGHT models written under the real file names "
                   "(the real code runs end to end, but the video is noise, not an animation).")
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(cache.report())
         finally:
             merged.restore()
+        if not parallel.is_main():
+            return 0
         images = decode_to_images(vae, latent)
         out = Path(args.out)
         write_video(images, out, fps)
@@ -252,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     finally:
+        parallel.stop()
         if workdir is not None:
             workdir.cleanup()
 

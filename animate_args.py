@@ -107,6 +107,8 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=4, help="latent frames shared by neighbouring windows, 0 to 32 "
                    "and below --window")
     p.add_argument("--seed", type=int, default=0, help="noise seed, 0 to 2^64-1: same seed, same video")
+    p.add_argument("--cfg-parallel", action="store_true",
+                   help="under torchrun: the two guidance branches on two halves of the processes")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the output, 1 to 240 (default: the "
                    f"driving video's, or {WAN_FPS:g} without one)")
     p.add_argument("--out", default="output/animation.mp4", help="the video to write (.mp4, H.264 with PyAV)")

@@ -46,6 +46,8 @@ class Guidance:
     positive: Any
     negative: Any = None
     scale: Union[float, ScaleSchedule] = 1.0
+    split: Any = None  # ``split(model, x, timestep, positive, negative, scale)``: the branches on two groups
+    # of processes (parallel/cfg.py), used on the steps that run both
 
     def scale_at(self, step: int, timestep: torch.Tensor) -> float:
         return float(self.scale(step, timestep)) if callable(self.scale) else float(self.scale)
@@ -53,6 +55,8 @@ class Guidance:
     def velocity(self, model: Denoiser, x: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
         """The guided velocity at ``x``: one model pass, or two mixed by :func:`cfg`."""
         scale = self.scale_at(step, timestep)
+        if self.split is not None and self.negative is not None and scale != 1.0:
+            return self.split(model, x, timestep, at_step(self.positive, step), at_step(self.negative, step), scale)
         cond_out = model(x, timestep, at_step(self.positive, step))
         if self.negative is None or scale == 1.0:
             return cond_out

@@ -14,6 +14,9 @@ from typing import Callable
 
 import torch
 
+from ..errors import InputError
+from ..parallel.launch import active_layout, block_runner, guidance_split
+from ..parallel.layout import ParallelLayout
 from .conditioning import MethodConditioning
 from .guidance import Guidance
 from .loop import ProgressFn, StepCallback, VelocityFn, interrupt_check, make_noise, sample
@@ -91,7 +94,8 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
                  window_progress: WindowProgressFn | None = None, callback: StepCallback | None = None,
                  check_interrupt: Callable[[], None] | None = None, cache: StepCache | None = None,
                  noise_seed: int | None = None,
-                 make_guidance: Callable[[Branch, Branch | None, float, int], Guidance] | None = None) -> torch.Tensor:
+                 make_guidance: Callable[[Branch, Branch | None, float, int], Guidance] | None = None,
+                 layout: ParallelLayout | None = None) -> torch.Tensor:
     """The clean latent ``[1, 16, T, h, w]`` (model space, float32) for ``conditioning``.
 
     Noise is drawn on the CPU from ``seed`` (same seed, same video on every
@@ -118,6 +122,10 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     ``make_guidance(positive, negative, cfg_scale, steps)`` replaces the two-branch CFG (a method with more
     branches: SteadyDancer's pose guidance); what it returns needs only ``velocity`` and ``bind`` as
     :class:`Guidance`. ``negative`` is None when ``cfg_scale`` is 1.
+
+    ``layout`` (default: the process's active one, see parallel/launch.py) spreads each forward's
+    sequence over its group of processes and, with CFG parallelism, the two branches over two groups;
+    every process returns the same latent.
     """
     check_interrupt = interrupt_check(check_interrupt)
     noise_seed = seed if noise_seed is None else noise_seed
@@ -126,12 +134,20 @@ def sample_video(model, conditioning: MethodConditioning, scheduler: Scheduler, 
     geometry = conditioning.geometry
     if cache is not None:
         cache.reset()
-    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt(), runner=cache)
+    layout = layout if layout is not None else active_layout()
+    denoiser = WanDenoiser(model, on_block=lambda _index: check_interrupt(), runner=block_runner(layout, cache))
     steps = scheduler.steps
     positive = Branch(conditioning, True, steps)
     negative = Branch(conditioning, False, steps) if cfg_scale != 1.0 else None
-    guidance = Guidance(positive, negative, cfg_scale) if make_guidance is None else \
-        make_guidance(positive, negative, cfg_scale, steps)
+    if make_guidance is None:
+        guidance = Guidance(positive, negative, cfg_scale, split=guidance_split(layout))
+    elif layout is not None and layout.cfg_degree == 2:
+        raise InputError("cfg_parallel", "is on for a method with its own guidance branches (SteadyDancer's pose "
+                         "guidance)", "sequence parallelism only for this method")
+    else:
+        guidance = make_guidance(positive, negative, cfg_scale, steps)
+    if layout is not None and layout.cfg_degree == 2 and negative is None and layout.is_main:
+        log.warning("CFG parallelism with a guidance scale of 1: both groups of processes run the same branch")
     noise = make_noise(geometry.latent_shape, seed)
     plan = window_plan(geometry.frames, windows)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("models", "sampling", "methods", "pose", "video")
+CORE = ("models", "sampling", "methods", "pose", "video", "parallel")
 COMFY_MODULES = ("comfy", "comfy_api", "comfy_extras", "comfy_execution", "comfy_config", "folder_paths", "server",
                  "nodes", "latent_preview", "execution", "node_helpers", "app", "utils")
 """Top-level modules of a ComfyUI checkout. The pack imports its own modules relatively, so an absolute

@@ -139,21 +139,35 @@ class AnimateConditioning:
 
 
 def face_adapter(block: FaceBlock, tokens: torch.Tensor, strength: float = 1.0) -> BlockAdapter:
-    """A block adapter adding ``block``'s attention to ``tokens`` (``[1 or B, F, 5, dim]``) to the video tokens."""
+    """A block adapter adding ``block``'s attention to ``tokens`` (``[1 or B, F, 5, dim]``) to the video tokens.
+
+    Works on a slice of the sequence (``ctx.start``, sequence parallelism): the slice's video tokens
+    are padded out to whole latent frames, so each token still meets its own frame's face tokens,
+    and the padding's rows are dropped (the block is per query token, so they change nothing).
+    """
 
     def run(x: torch.Tensor, ctx: AdapterContext) -> torch.Tensor:
         frames = ctx.grid[0]
         if tokens.shape[1] != frames:
             raise ValueError(f"face tokens cover {tokens.shape[1]} latent frames, the latent has {frames}")
-        video = x[:, :ctx.n_video]
-        face = tokens.to(x.device).expand(x.shape[0], -1, -1, -1)
-        update = block(video, face, ctx.compute_dtype)
+        lo, hi = ctx.start, min(ctx.start + x.shape[1], ctx.n_video)
+        if hi <= lo:
+            return x  # a slice of extra tokens only
+        per_frame = ctx.n_video // frames
+        first, last = lo // per_frame, -(-hi // per_frame)
+        before, after = lo - first * per_frame, last * per_frame - hi
+        video = x[:, :hi - lo]
+        if before or after:
+            video = F.pad(video, (0, 0, before, after))
+        face = tokens[:, first:last].to(x.device).expand(x.shape[0], -1, -1, -1)
+        update = block(video, face, ctx.compute_dtype)[:, before:before + hi - lo]
         if strength != 1.0:
             update = update * strength
-        if ctx.n_video == x.shape[1]:
+        if hi - lo == x.shape[1]:
             return x + update
-        return torch.cat([video + update, x[:, ctx.n_video:]], dim=1)
+        return torch.cat([x[:, :hi - lo] + update, x[:, hi - lo:]], dim=1)
 
+    run.sequence_sharded = True  # type: ignore[attr-defined]  # see parallel/sequence.py
     return run
 
 

@@ -87,6 +87,7 @@ class AdapterContext:
     grid: tuple[int, int, int]  # (F, H, W) of the video tokens, in patches
     n_video: int  # the first n_video tokens of x are the video; extra tokens follow
     compute_dtype: torch.dtype  # the dtype the model's layers run in (x itself is float32)
+    start: int = 0  # index in the whole sequence of x's first token (a sequence-parallel slice starts later)
 
 
 BlockAdapter = Callable[[torch.Tensor, AdapterContext], torch.Tensor]

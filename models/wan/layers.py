@@ -147,18 +147,21 @@ class WanBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, time: TimeModulation, rope: RopeRotation, context: torch.Tensor,
                 context_img: torch.Tensor | None, attend: Attend, cdt: torch.dtype,
-                self_attention: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                self_attention: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                self_attend: Attend | None = None) -> torch.Tensor:
         """``x``: float32 ``[B, L, dim]`` residual stream; returns the same.
 
         ``self_attention`` replaces the plain self-attention (``h -> o(attention)``, ``h`` the modulated
         input in ``cdt``) for methods whose tokens attend to more than their own sequence (Animate-2's
-        per-frame pose keys); the rest of the block is unchanged.
+        per-frame pose keys); the rest of the block is unchanged. ``self_attend`` (default ``attend``) runs
+        self-attention only: a sequence-parallel stack exchanges tokens there, while cross-attention and the
+        FFN stay local to each process's slice.
         """
         e = time.rows(self.modulation)  # 0,1,2: shift, scale, gate of self-attn; 3,4,5: of the ffn
         # addcmul: the float32 modulation and residual updates in one kernel each, the layers' bf16 outputs
         # promoted inside it (exact) instead of materialised as float32 copies
         h = torch.addcmul(e(0), self.norm1(x), 1 + e(1)).to(cdt)
-        y = self.self_attn(h, rope, attend) if self_attention is None else self_attention(h)
+        y = self.self_attn(h, rope, self_attend or attend) if self_attention is None else self_attention(h)
         x = torch.addcmul(x, y, e(2))
         x = torch.add(x, self.cross_attn(self.norm3(x.to(cdt)), context, context_img, attend))
         y = self.ffn(torch.addcmul(e(3), self.norm2(x), 1 + e(4)).to(cdt))
