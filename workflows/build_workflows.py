@@ -316,12 +316,12 @@ def _steadydancer(name: str, frames: int, note: str) -> Workflow:
              title="Extract Poses (character)", size=(360, 620)),
         Node(8, "PoseAnimateRetargetPoses", (1160, 80), links={"driving_poses": (6, 0), "reference_pose": (7, 0)},
              widgets={"method": "steadydancer"}),
-        Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0)},
+        Node(9, "PoseAnimateRenderPoses", (1160, 400), links={"poses": (8, 0), "fps": (2, 2)},
              widgets={"style": "openpose", **size}, title="Render Poses (aligned)", size=(340, 620)),
         Node(26, "PoseAnimateRetargetPoses", (1160, 1060),
              links={"driving_poses": (6, 0), "reference_pose": (7, 0)}, widgets={"method": "steadydancer_negative"},
              title="Retarget Poses (negative poses)"),
-        Node(10, "PoseAnimateRenderPoses", (1160, 1380), links={"poses": (26, 0)},
+        Node(10, "PoseAnimateRenderPoses", (1160, 1380), links={"poses": (26, 0), "fps": (2, 2)},
              widgets={"style": "openpose", **size}, title="Render Poses (negative)", size=(340, 620)),
         *_encoders(11, "a person dancing, natural motion, detailed face and hands, high quality", NEGATIVE_PROMPT,
                    (4, 0), vision_title="CLIP Vision Encode (character)"),
@@ -345,7 +345,12 @@ def _steadydancer(name: str, frames: int, note: str) -> Workflow:
         Node(24, "SaveVideo", (2720, 240), links={"video": (23, 0)},
              widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
         Note(25, (40, 900), note, size=(680, 420)),
-    ])
+    ], Layout([
+        [Stage(None, [[25]]), Stage("Inputs", [[1], [3]]), Stage("Prompts and encoders", [[11, 12, 13], [14, 15]]),
+         Stage("Model", [[19, 18]])],
+        [Stage("Poses", [[2, 5, 6], [4, 7], [8], [9], [26], [10]]), Stage("Sampling", [[16, 17, 20], [21]]),
+         Stage("Output", [[22, 23, 24]])],
+    ]))
 
 
 ANIMATE_NOTE = """Wan2.2-Animate, {mode} (PoseAnimate)
@@ -504,7 +509,12 @@ def _animate2(name: str, variant: str) -> Workflow:
              size=(340, 440)),
         Note(24, (40, 1300), ANIMATE2_NOTE.format(mode=mode, dit=dit.ljust(50), extra=extra), size=(700, 380)),
     ]
-    return Workflow(name, sorted(nodes, key=lambda n: n.id))
+    return Workflow(name, sorted(nodes, key=lambda n: n.id), Layout([
+        [Stage(None, [[24]]), Stage("Inputs", [[1], [3]]), Stage("Prompts and encoders", [[11, 12, 13], [14, 15]]),
+         Stage("Model", [[17, 16]])],
+        [Stage("Driving video", [[2, 5], [4]]), Stage("Sampling", [[18]]),
+         Stage("Output", [[21, 19, 20] if variant == "long" else [19, 20]])],
+    ]))
 
 
 WORKFLOWS += [
