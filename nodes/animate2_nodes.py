@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import host, memory_budget as mb
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 from ..errors import InputError
 from ..host_types import image_embeddings, prompt_embeddings, text_context, video_vae
 from ..methods.animate2 import STORAGES
@@ -48,7 +50,7 @@ class PoseAnimateAnimate2Loader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "dit_name": (host.list_model_files("diffusion_models"), {
+            "dit_name": (model_choices("diffusion_models", file_kind.ANIMATE2), {
                 "tooltip": "Wan2.2-Animate-2 in ComfyUI/models/diffusion_models (e.g. wan_animate_2_bf16."
                            "safetensors; the distilled one runs in 10 steps at cfg 1)."}),
             **dit_options(),

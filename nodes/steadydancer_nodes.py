@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from .. import host
+from ..models.checkpoint import file_kind
+from .model_lists import model_choices
 from ..errors import InputError
 from ..host_types import clip_features, image_embeddings, prompt_embeddings, video_vae
 from ..methods.images import fit_image
@@ -55,7 +57,7 @@ class PoseAnimateSteadyDancerLoader:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {"required": {
-            "dit_name": (host.list_model_files("diffusion_models"), {
+            "dit_name": (model_choices("diffusion_models", file_kind.STEADYDANCER), {
                 "tooltip": "SteadyDancer in ComfyUI/models/diffusion_models: the release's "
                            "diffusion_pytorch_model.safetensors.index.json (shards beside it) or a single file."}),
             **dit_options(),

@@ -28,7 +28,7 @@ from poseanimate.models.text.umt5 import encode_ids  # noqa: E402
 from poseanimate.tiny_models.encoders import CLIP_VISION_FILE, UMT5_FILE, write_tiny_encoder_files  # noqa: E402
 from poseanimate.tiny_models.model_files import write_tiny_model_files  # noqa: E402
 
-POSE_TESTS = Path(__file__).resolve().parent / "pose"
+TINY_POSE_MODELS = Path(__file__).resolve().parent.parent / "tiny_models" / "pose_models.py"
 SIZE = ["--frames", "5", "--width", "48", "--height", "32", "--steps", "2"]
 
 
@@ -37,7 +37,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     write_tiny_model_files(root)
     write_tiny_encoder_files(root)
-    spec = importlib.util.spec_from_file_location("tiny_pose_models", POSE_TESTS / "tiny_pose_models.py")
+    spec = importlib.util.spec_from_file_location("tiny_pose_models", TINY_POSE_MODELS)
     tiny_pose = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny_pose)
     tiny_pose.build_all(root / host.POSE_MODEL_FOLDER, names={"yolox": "yolox_l.onnx",

@@ -17,14 +17,16 @@ import struct
 import zipfile
 from pathlib import Path
 
-WAN_DIT, WAN_ANIMATE, REALISDANCE, UNIANIMATE, LORA, WAN_VAE = (
-    "wan_dit", "wan_animate", "realisdance", "unianimate", "lora", "wan_vae")
+WAN_DIT, WAN_ANIMATE, REALISDANCE, UNIANIMATE, LORA, WAN_VAE, STEADYDANCER, ANIMATE2 = (
+    "wan_dit", "wan_animate", "realisdance", "unianimate", "lora", "wan_vae", "steadydancer", "animate2")
 MAX_HEADER = 64 * 1024 * 1024  # a 14B file's header is a few MB; more is not a safetensors header
 
 _BLOCKS = re.compile(r"(^|\.)blocks\.\d+\.(self_attn|cross_attn|ffn|attn1|attn2)\.")
 _LORA = re.compile(r"(lora_(A|B|up|down)|\.alpha$|\.diff(_b)?$|^lora_unet_)")
 _UNIANIMATE = re.compile(r"(^|\.)(dwpose_embedding|randomref_embedding_pose)\.")
 _ANIMATE = re.compile(r"(^|\.)(face_encoder|motion_encoder|face_adapter|pose_patch_embedding)\.")
+_STEADYDANCER = re.compile(r"(^|\.)(patch_embedding_fuse|patch_embedding_ref_c|condition_embedding_"
+                           r"(spatial|temporal|align))\.")
 _REALISDANCE = re.compile(r"(^|\.)(add_conv_in|attn_conv_in|add_proj)\.")
 _WAN_VAE = re.compile(r"^(encoder|decoder)\.(conv1|downsamples|upsamples|middle|head)\.")
 _PICKLED_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]{2,300}")
@@ -41,6 +43,8 @@ def kind_of_keys(keys: list[str]) -> str | None:
             return WAN_ANIMATE
         if any(_REALISDANCE.search(k) for k in keys):
             return REALISDANCE
+        if any(_STEADYDANCER.search(k) for k in keys):
+            return STEADYDANCER
         return WAN_DIT
     if any(_WAN_VAE.search(k) for k in keys):
         return WAN_VAE
@@ -74,7 +78,24 @@ def index_keys(path: str | Path) -> list[str] | None:
 @functools.lru_cache(maxsize=4096)
 def _cached_kind(path: str, size: int, mtime_ns: int) -> str | None:
     keys = index_keys(path)
-    return kind_of_keys(keys) if keys else None
+    kind = kind_of_keys(keys) if keys else None
+    if kind == WAN_DIT and _animate2(path):  # Animate-2 has the plain I2V layout: its metadata or name tells
+        return ANIMATE2
+    return kind
+
+
+def _animate2(path: str) -> bool:
+    from .identify import animate2_evidence
+    metadata = {}
+    if path.lower().endswith((".safetensors", ".sft")):
+        try:
+            with open(path, "rb") as f:
+                size = struct.unpack("<Q", f.read(8))[0]
+                if size <= MAX_HEADER:
+                    metadata = json.loads(f.read(size)).get("__metadata__", {}) or {}
+        except (OSError, ValueError, struct.error):
+            metadata = {}
+    return animate2_evidence(metadata, path) is not None
 
 
 def file_kind(path: str | Path) -> str | None:

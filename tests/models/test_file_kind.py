@@ -31,7 +31,8 @@ def test_each_tiny_file_is_recognised_from_its_index(models):
     _, paths = models
     assert {key: fk.file_kind(path) for key, path in paths.items()} == {
         "dit": fk.WAN_DIT, "unianimate": fk.UNIANIMATE, "vae": fk.WAN_VAE, "realisdance": fk.REALISDANCE,
-        "animate": fk.WAN_ANIMATE, "relight": fk.LORA}
+        "animate": fk.WAN_ANIMATE, "relight": fk.LORA, "steadydancer": fk.STEADYDANCER,
+        "animate2": fk.ANIMATE2, "animate2_distilled": fk.ANIMATE2}
 
 
 def test_only_the_index_is_read(models, tmp_path, monkeypatch):
