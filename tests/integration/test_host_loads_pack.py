@@ -18,11 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # ---------------------------------------------------------------- the pack in the server
 def test_pack_imports_without_errors(comfy):
     """Read from the API, not the log (whose format each host changes): the server lists the pack's nodes
-    as coming from the pack's module; no traceback anywhere passes through the pack's files."""
+    as coming from the pack's module; no traceback up to the server's start passes through the pack's files."""
     info = comfy.object_info()
     module = f"custom_nodes.{comfy.pack_folder}"
     assert any(node.get("python_module") == module for node in info.values()), "the pack's nodes are not served"
-    log = comfy.log()
+    log = comfy.log().split("Starting server")[0]  # the import; later jobs' expected refusals may log tracebacks
     path = str(comfy.pack_path)
     assert f'File "{path}/' not in log and f'File "{REPO_ROOT}/' not in log, log[-4000:]
 
