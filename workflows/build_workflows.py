@@ -346,9 +346,9 @@ def _steadydancer(name: str, frames: int, note: str) -> Workflow:
              widgets={"filename_prefix": f"poseanimate/{name}"}, size=(340, 440)),
         Note(25, (40, 900), note, size=(680, 420)),
     ], Layout([
-        [Stage(None, [[25]]), Stage("Inputs", [[1], [3]]), Stage("Prompts and encoders", [[11, 12, 13], [14, 15]]),
-         Stage("Model", [[19, 18]])],
-        [Stage("Poses", [[2, 5, 6], [4, 7], [8], [9], [26], [10]]), Stage("Sampling", [[16, 17, 20], [21]]),
+        [Stage(None, [[25]]), Stage("Inputs", [[1], [3]]),
+         Stage("Prompts and encoders", [[11, 12, 13], [14, 15], [16, 17]]), Stage("Model", [[19, 18]])],
+        [Stage("Poses", [[2, 5, 6], [4, 7], [8], [9], [26], [10]]), Stage("Sampling", [[20, 21]]),
          Stage("Output", [[22, 23, 24]])],
     ]))
 
